@@ -195,7 +195,7 @@ Return only the implementation code, no tests or explanations. Be sure to includ
 ```python
 code
 ```
-"""  # noqa: E501
+"""
 
 MBPP_TESTLESS_PROMPT = """Write a Python function implementation for the following prompt:
 

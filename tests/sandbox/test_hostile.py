@@ -98,7 +98,8 @@ def test_memory_bomb_across_processes_is_contained(sandbox):
 
 
 def test_infinite_loop_ignoring_sigterm_times_out(sandbox):
-    code = "import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
+    code = ("import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            "signal.signal(signal.SIGALRM, signal.SIG_IGN)\n")
     start = time.monotonic()
     result = sandbox.run(code, ["while True:\n    pass", PASSES])
     elapsed = time.monotonic() - start
@@ -107,7 +108,8 @@ def test_infinite_loop_ignoring_sigterm_times_out(sandbox):
 
 
 def test_swallowing_the_timeout_exception_does_not_help(sandbox):
-    code = "import time\ndef stubborn():\n    while True:\n        try:\n            time.sleep(10)\n        except BaseException:\n            pass\n"
+    code = ("import time\ndef stubborn():\n    while True:\n        try:\n            time.sleep(10)\n"
+            "        except BaseException:\n            pass\n")
     result = sandbox.run(code, ["stubborn()"])
     assert statuses(result) == ["timeout"]
 
@@ -294,8 +296,8 @@ def test_printed_success_markers_are_ignored(sandbox):
 
 
 def test_closing_the_verdict_channel_is_a_failure(sandbox):
-    result = sandbox.run("import os\nfor fd in range(3, 64):\n    try:\n        os.close(fd)\n    except OSError:\n        pass\n",
-                         [PASSES])
+    code = "import os\nfor fd in range(3, 64):\n    try:\n        os.close(fd)\n    except OSError:\n        pass\n"
+    result = sandbox.run(code, [PASSES])
     assert not result.passed
 
 

@@ -140,3 +140,10 @@ def test_a_killed_executor_is_restarted_and_in_flight_jobs_fail_cleanly():
         with pytest.raises(SandboxError):
             future.result(timeout=10)
         assert box.run("", ["assert True"]).passed
+
+
+def test_large_jobs_and_results_in_flight_do_not_deadlock(sandbox):
+    # Job messages far bigger than a pipe buffer, while results (big outputs) stream back at the same time.
+    big = "DATA = " + repr("a" * 300_000) + "\nprint(DATA[:8000])\nassert len(DATA) == 300_000"
+    futures = [sandbox.submit(Job("", [big])) for _ in range(60)]
+    assert all(future.result(timeout=120).passed for future in futures)

@@ -51,7 +51,7 @@ Return only the implementation code, no tests or explanations. Be sure to includ
 ```python
 code
 ```
-"""  # noqa: E501 (the reference's text, verbatim)
+"""
 
 #: "testless": the released code's `generate_testless_prompt`: no tests, only the signature (POMDP setting).
 TESTLESS_TEMPLATE = """Write a Python function implementation for the following prompt:

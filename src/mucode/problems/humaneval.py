@@ -101,10 +101,7 @@ def humaneval_examples(prompt: str, entry_point: str) -> list[str]:
     params = [arg.arg for arg in function.args.args]
     lines = docstring.splitlines()
     has_doctest = any(line.lstrip().startswith(">>>") for line in lines)
-    if has_doctest:
-        found = _doctest_examples(lines, entry_point)
-    else:
-        found = _prose_examples(lines, entry_point, params)
+    found = _doctest_examples(lines, entry_point) if has_doctest else _prose_examples(lines, entry_point, params)
     return [snippet for snippet in found if snippet and _is_valid_example(snippet, entry_point, allowed)]
 
 

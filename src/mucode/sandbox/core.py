@@ -77,9 +77,10 @@ class Sandbox:
             raise ConfigError(f"sandbox workers must be >= 1, got {self.workers}")
         self.isolation_mode = isolation
         self.cgroups = cgroups
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _process, _pending, _next_id
+        self._write_lock = threading.Lock()  # serialises messages to the executor
         self._process: subprocess.Popen | None = None
-        self._pending: dict[int, tuple[Future, int]] = {}
+        self._pending: dict[int, Future] = {}
         self._next_id = 0
         self.layers: tuple[str, ...] = ()
         self.warning = ""
@@ -156,12 +157,17 @@ class Sandbox:
             self._ensure_started()
             message["id"] = job_id = self._next_id
             self._next_id += 1
-            self._pending[job_id] = (future, len(job.tests))
-            try:
-                _send(self._process.stdin, message)
-            except OSError as error:
-                del self._pending[job_id]
-                raise SandboxError(f"the sandbox executor is gone: {error}") from error
+            self._pending[job_id] = future
+            process = self._process
+        # Sending may block while the executor is busy writing results; the reader thread must be able to
+        # take `_lock` meanwhile, so writes are serialised by their own lock.
+        try:
+            with self._write_lock:
+                _send(process.stdin, message)
+        except (OSError, ValueError) as error:
+            with self._lock:
+                self._pending.pop(job_id, None)
+            raise SandboxError(f"the sandbox executor is gone: {error}") from error
         return future
 
     def run(self, code: str, tests: Sequence[str], prelude: str = "", setup: str = "") -> ExecResult:
@@ -180,7 +186,7 @@ class Sandbox:
             except (EOFError, OSError, ValueError):
                 break
             with self._lock:
-                future, _ = self._pending.pop(message["id"], (None, 0))
+                future = self._pending.pop(message["id"], None)
             if future is None:
                 continue
             if "infra_error" in message:
@@ -191,7 +197,7 @@ class Sandbox:
             pending, self._pending = self._pending, {}
             if self._process is process:
                 self._process = None
-        for future, _ in pending.values():
+        for future in pending.values():
             future.set_exception(SandboxError("the sandbox executor exited while this job was running"))
 
     def _to_result(self, message: dict) -> ExecResult:

@@ -19,6 +19,7 @@ read as verdicts.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import linecache
@@ -187,10 +188,8 @@ class Cgroups:
 
     def remove(self) -> None:
         for path in reversed(self.dirs):
-            try:
+            with contextlib.suppress(OSError):
                 os.rmdir(path)
-            except OSError:
-                pass
 
 
 def _remove_stale(root: str) -> None:
@@ -204,10 +203,8 @@ def _remove_stale(root: str) -> None:
         owner = name.split("-", 1)[0]
         if not owner.isdigit() or _alive(int(owner)):
             continue
-        try:
+        with contextlib.suppress(OSError):
             os.rmdir(f"{root}/{name}")
-        except OSError:
-            pass
 
 
 def _alive(pid: int) -> bool:
@@ -353,7 +350,7 @@ def become_sandbox_root(privileged: bool, cgroups: Cgroups | None) -> None:
 # The program side: runs in the forked child, after isolation and privilege drop
 
 
-class TestTimeout(BaseException):  # noqa: N818  (BaseException, so `except Exception` in candidates can't eat it)
+class TestTimeout(BaseException):
     pass
 
 
@@ -477,10 +474,8 @@ def program_main(job: dict, nonce: str, slot: int, channel: int, output_fd: int,
         sys.stdout.flush()
         sys.stderr.flush()
     except BaseException as exc:  # a harness failure must still end this process
-        try:
+        with contextlib.suppress(OSError):
             os.write(3, (json.dumps({"n": nonce, "harness": format_exception(exc)}) + "\n").encode())
-        except OSError:
-            pass
     os._exit(0)
 
 
@@ -625,10 +620,8 @@ class Slot:
             return _private_tempdir()
         for target, options in (("/tmp", f"size={limits['disk_mb']}m,nr_inodes=16384,mode=0700"),
                                 ("/dev/shm", "size=16m,mode=1777")):
-            try:
+            with contextlib.suppress(OSError):  # the first program of a slot finds nothing mounted there
                 umount(target, MNT_DETACH)
-            except OSError:
-                pass  # first program of this slot: nothing mounted there yet
             mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, options)
         return "/tmp"
 
@@ -756,17 +749,13 @@ def _encode_status(status: int) -> int:
 
 
 def _kill(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def _kill_group(pgid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _private_tempdir() -> str:
