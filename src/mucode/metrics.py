@@ -89,3 +89,60 @@ def wilson_interval(successes: float, trials: int, confidence: float = 0.95) -> 
     low = 0.0 if successes == 0 else max(0.0, centre - half)  # exact ends; rounding would leave ~1e-17
     high = 1.0 if successes == trials else min(1.0, centre + half)
     return low, high
+
+
+# ------------------------------------------------------------------------------- multi-turn rates (§8)
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """A rate averaged over tasks, with its Wilson interval (tasks are the trials, see `wilson_interval`)."""
+
+    value: float
+    low: float
+    high: float
+    tasks: int
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {"value": self.value, "ci95": [self.low, self.high], "tasks": self.tasks}
+
+
+def mean_rate(per_task: Sequence[Sequence[bool]], confidence: float = 0.95) -> Estimate:
+    """The mean over tasks of each task's fraction of successes (its rollouts or searches), with a CI.
+
+    Averaging per task first weighs every problem equally however many records it has; with the same number
+    per task it equals the pooled fraction. The interval treats tasks, not records, as the trials, because
+    the records of one task are correlated.
+    """
+    if not per_task or any(not outcomes for outcomes in per_task):
+        raise ValueError("mean_rate: need at least one task and one outcome per task")
+    value = float(np.mean([sum(outcomes) / len(outcomes) for outcomes in per_task]))
+    return _estimate(value, len(per_task), confidence)
+
+
+def rate_within_turns(per_task_turns: Sequence[Sequence[int | None]], max_turns: int,
+                      confidence: float = 0.95) -> dict[int, Estimate]:
+    """For k = 1..max_turns, the `mean_rate` of "the event happened by turn k".
+
+    Each entry is the turn (1-based) at which one record's event happened (success, a public pass), or None
+    if it never did. This is METHOD.md §8's "true success @ turn k" (or "public success") when the event is
+    a search's oracle success and the records are its searches.
+    """
+    if max_turns < 1:
+        raise ValueError(f"rate_within_turns: max_turns must be >= 1, got {max_turns}")
+    return {k: mean_rate([[turn is not None and turn <= k for turn in turns] for turns in per_task_turns],
+                         confidence)
+            for k in range(1, max_turns + 1)}
+
+
+def pass_at_k_estimates(per_task_counts: Sequence[tuple[int, int]], ks: Sequence[int],
+                        confidence: float = 0.95) -> dict[int, Estimate]:
+    """`mean_pass_at_k` with a Wilson interval for each k every task has enough records for."""
+    counts = list(per_task_counts)
+    means = mean_pass_at_k(counts, ks)
+    return {k: _estimate(value, len(counts), confidence) for k, value in means.values.items()}
+
+
+def _estimate(value: float, tasks: int, confidence: float) -> Estimate:
+    low, high = wilson_interval(min(max(value * tasks, 0.0), float(tasks)), tasks, confidence)
+    return Estimate(value, low, high, tasks)

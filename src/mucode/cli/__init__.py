@@ -13,7 +13,8 @@ from typing import Annotated
 import typer
 
 from mucode import __version__
-from mucode.cli import datasets, evaluate
+from mucode.cli import datasets, evaluate, models, rollout, solve
+from mucode.cli import eval as eval_
 from mucode.cli.console import print_error
 from mucode.errors import ConfigError, DataError, MucodeError
 
@@ -23,6 +24,10 @@ FAILURE_EXIT = 1
 app = typer.Typer(name="mucode", no_args_is_help=True, add_completion=False)
 app.command("evaluate")(evaluate.evaluate_command)
 app.command("datasets")(datasets.datasets_command)
+app.command("rollout")(rollout.rollout_command)
+app.command("eval")(eval_.eval_command)
+app.command("solve")(solve.solve_command)
+app.add_typer(models.app, name="models")
 
 
 def _print_version(value: bool) -> None:

