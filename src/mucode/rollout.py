@@ -7,13 +7,12 @@ from (base seed, task id, rollout index, turn) — never from its position in a 
 ``kill -9`` regenerates exactly what an uninterrupted run would, and the records it skips are exactly the ones
 already on disk.
 
-The run-directory machinery here (`RecordLog`, `prepare_run_dir`, `derive_seed`, `generate_seeded`,
+The run-directory machinery here (`RecordLog`, `prepare_run_dir`, `generate_seeded`,
 `select_problems`, `open_sandbox`, `progress_bar`) is shared with multi-turn Best-of-N (`mucode.search`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 import os
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from mucode.backends import DEFAULT_BACKEND, Backend, Completion, Conversation, SamplingParams, load_backend
+from mucode.backends.base import derive_seed
 from mucode.env import DEFAULT_TEMPLATE, Episode, EpisodeConfig, SandboxLike, step_episodes
 from mucode.errors import BackendError, ConfigError, DataError
 from mucode.metrics import DEFAULT_KS, mean_rate, pass_at_k_estimates, rate_within_turns
@@ -257,16 +257,6 @@ class Throughput:
 
 
 # ------------------------------------------------------------------------------- seeds and generation
-
-
-def derive_seed(base: int, *parts: object) -> int:
-    """A 31-bit seed from the base seed and a record's coordinates (task id, index, turn).
-
-    Hash-derived rather than positional, so it is the same whatever else shares the batch; 31 bits fit
-    every backend's seed type (llama.cpp takes a uint32, numpy an int32-safe value).
-    """
-    text = json.dumps([base, *parts], ensure_ascii=False, separators=(",", ":"))
-    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:4], "big") & 0x7FFFFFFF
 
 
 def generate_seeded(backend: Backend, conversations: Sequence[Conversation], params: SamplingParams,

@@ -8,6 +8,7 @@ texts come from `mucode.env`.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -52,15 +53,16 @@ class SamplingParams:
         return asdict(self)
 
 
-def derive_seed(seed: int | None, conversation: int, sample: int) -> int:
-    """The seed of completion ``sample`` of conversation ``conversation`` in a call made with ``seed``.
+def derive_seed(seed: int | None, *parts: object) -> int:
+    """A seed derived from a base seed and coordinates (conversation and sample, or task, rollout and turn).
 
     A digest, not ``hash()``, so it is the same in every process and independent of how calls are batched;
     below 2**31 because servers keep seeds in (u)int32 fields. ``seed=None`` draws a fresh random seed.
     """
     if seed is None:
         return int.from_bytes(os.urandom(4), "big") % 2**31
-    digest = hashlib.blake2b(f"{seed}:{conversation}:{sample}".encode(), digest_size=8).digest()
+    text = json.dumps([seed, *parts], ensure_ascii=False, separators=(",", ":"), default=str)
+    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") % 2**31
 
 
