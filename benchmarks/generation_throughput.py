@@ -54,10 +54,22 @@ def transformers_path(model: str, conversations: list, params: SamplingParams, *
             with torch.no_grad():
                 out = lm.generate(**inputs, do_sample=True, temperature=params.temperature, top_p=params.top_p,
                                   max_new_tokens=params.max_tokens, pad_token_id=tokenizer.eos_token_id)
-            new = out[:, inputs["input_ids"].shape[1]:]
-            produced += int((new != tokenizer.pad_token_id if tokenizer.pad_token_id is not None
-                             else new != tokenizer.eos_token_id).sum())
+            produced += sum(_generated_length(row, _end_ids(lm, tokenizer))
+                            for row in out[:, inputs["input_ids"].shape[1]:].tolist())
     return produced, time.perf_counter() - start
+
+
+def _end_ids(lm, tokenizer) -> set[int]:
+    """Token ids that end a reply (the generation config's eos list and the tokenizer's eos and pad)."""
+    eos = lm.generation_config.eos_token_id
+    ids = set(eos if isinstance(eos, list) else [eos])
+    ids |= {tokenizer.eos_token_id, tokenizer.pad_token_id}
+    return {i for i in ids if i is not None}
+
+
+def _generated_length(row: list[int], end_ids: set[int]) -> int:
+    """Tokens generated before the first end-of-reply token (padding after it is not generation)."""
+    return next((index for index, token in enumerate(row) if token in end_ids), len(row))
 
 
 def main() -> None:
