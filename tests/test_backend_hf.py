@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -187,11 +186,10 @@ def test_unusable_model_path_is_named(tmp_path, make):
         HFBackend(str(path))
 
 
-def test_plain_paths_work_without_the_registry(monkeypatch, tmp_path, tiny_model_dir, smollm2_gguf):
-    monkeypatch.setitem(sys.modules, "mucode.models", None)  # import fails, as before the registry existed
+def test_plain_paths_are_located_through_the_registry(tmp_path, tiny_model_dir, smollm2_gguf):
     assert locate_model(str(tiny_model_dir)).format == "hf"
-    assert locate_model(str(smollm2_gguf)).model_id == SMOLLM2_ID
-    with pytest.raises(BackendError, match=re.escape(str(tmp_path))):
+    assert locate_model(str(smollm2_gguf)).model_id == SMOLLM2_ID  # hashed: the digest keys the cache
+    with pytest.raises(MucodeError, match=re.escape(str(tmp_path))):
         locate_model(str(tmp_path))
 
 

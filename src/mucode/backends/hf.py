@@ -19,7 +19,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 
@@ -38,6 +38,7 @@ from transformers import (
 
 from mucode.backends.base import Backend, Completion, Conversation, GenerationStats, SamplingParams, sample_seed
 from mucode.errors import BackendError, ConfigError
+from mucode.models import ModelRef, model_home, resolve_model
 
 DTYPES = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16",
           "fp16": "float16", "float16": "float16"}
@@ -46,21 +47,6 @@ _MARK = "MUCODE_END_OF_TURN_PROBE"  # assistant text whose rendered suffix is th
 # has as a special token also ends a turn (GGUF configs name one eos, e.g. Qwen's <|im_end|> but not <|endoftext|>).
 END_MARKERS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "<|end|>", "<end_of_turn>", "<EOT>",
                "</s>")
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """Where the weights are: ``format`` is "gguf" (a file) or "hf" (a directory with config.json)."""
-
-    name: str
-    path: Path
-    format: str
-    sha256: str | None = None
-
-    @property
-    def model_id(self) -> str:
-        """The file name and a short digest, as the llamacpp backend writes it (same weights, same id)."""
-        return f"{self.path.name}@{self.sha256[:12]}" if self.sha256 else self.name
 
 
 @dataclass(frozen=True)
@@ -189,24 +175,13 @@ class HFBackend(Backend):
         return pad if pad is not None else self._stop_ids[0]
 
 
-def locate_model(spec: str) -> ModelSource:
-    """A registry name, a .gguf file or an HF directory, through `mucode.models.resolve_model`; GGUF files outside
-    the registry are hashed here (~1 s for 500 MB) because the digest keys the dequantised cache."""
-    try:
-        from mucode.models import resolve_model
-    except ImportError:  # registry absent: plain paths only
-        return _local_source(Path(spec).expanduser())
+def locate_model(spec: str) -> ModelRef:
+    """A registry name, a .gguf file or an HF directory (`mucode.models.resolve_model`); GGUF files outside the
+    registry are hashed here (~1 s for 500 MB) because the digest keys the dequantised cache."""
     ref = resolve_model(spec)
-    digest = ref.sha256 or (file_sha256(ref.path) if ref.format == "gguf" else None)
-    return ModelSource(name=ref.name, path=Path(ref.path), format=ref.format, sha256=digest)
-
-
-def _local_source(path: Path) -> ModelSource:
-    if path.is_dir() and (path / "config.json").is_file():
-        return ModelSource(name=path.resolve().name, path=path, format="hf")
-    if path.is_file() and path.suffix == ".gguf":
-        return ModelSource(name=path.stem, path=path, format="gguf", sha256=file_sha256(path))
-    raise BackendError(f"model {path} is neither a .gguf file nor a Hugging Face model directory with config.json")
+    if ref.format == "gguf" and not ref.sha256:
+        ref = replace(ref, sha256=file_sha256(ref.path))
+    return ref
 
 
 def file_sha256(path: Path) -> str:
@@ -219,14 +194,10 @@ def file_sha256(path: Path) -> str:
 
 def default_cache_root() -> Path:
     """``<MUCODE_HOME or ~/.cache/mucode>/hf-cache``, next to the registry's model files."""
-    try:
-        from mucode.models import model_home
-    except ImportError:  # registry absent: the same rule as mucode.models.model_home
-        return Path(os.environ.get("MUCODE_HOME") or "~/.cache/mucode").expanduser() / "hf-cache"
     return model_home() / "hf-cache"
 
 
-def dequantised_dir(source: ModelSource, cache_dir: str | None = None) -> Path:
+def dequantised_dir(source: ModelRef, cache_dir: str | None = None) -> Path:
     """The HF directory holding ``source`` (a GGUF file) dequantised to fp32, converted on first use.
 
     Written to a temporary sibling and renamed, so a crash or a concurrent conversion never leaves half a model.

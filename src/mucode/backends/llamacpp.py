@@ -25,6 +25,7 @@ from mucode.backends.base import (
     sample_seed,
 )
 from mucode.errors import BackendError, ConfigError
+from mucode.models import ModelRef, resolve_model
 
 
 @dataclass
@@ -68,8 +69,9 @@ class LlamaCppBackend(Backend):
             raise ConfigError("the llamacpp backend needs llama-cpp-python (pip install mucode[llamacpp])") \
                 from error
         self._lc = llama_cpp
-        path, digest = _resolve_gguf(self.model)
-        self.model_id = f"{os.path.basename(path)}@{digest[:12]}" if digest else os.path.basename(path)
+        ref = _resolve_gguf(self.model)
+        path = str(ref.path)
+        self.model_id = ref.model_id
         threads = self.n_threads or os.cpu_count() or 1
         try:
             self._llm = llama_cpp.Llama(model_path=path, n_ctx=512, n_threads=threads, n_threads_batch=threads,
@@ -298,18 +300,10 @@ def _chat_formatter(llm):
     return Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
 
 
-def _resolve_gguf(spec: str) -> tuple[str, str]:
-    """(path, sha256 or "") of a registry name or a .gguf path."""
-    try:
-        from mucode.models import resolve_model
-    except ImportError:
-        resolve_model = None
-    if resolve_model is not None:
-        ref = resolve_model(spec)
-        if ref.format != "gguf":
-            raise ConfigError(f"the llamacpp backend needs a .gguf model; {spec} is {ref.format} "
-                              "(use --backend hf, or convert it)")
-        return str(ref.path), ref.sha256 or ""
-    if not spec.endswith(".gguf") or not os.path.isfile(spec):
-        raise ConfigError(f"model {spec!r} is not a .gguf file")
-    return spec, ""
+def _resolve_gguf(spec: str) -> ModelRef:
+    """The GGUF file of a registry name or a .gguf path."""
+    ref = resolve_model(spec)
+    if ref.format != "gguf":
+        raise ConfigError(f"the llamacpp backend needs a .gguf model; {spec} is {ref.format} "
+                          "(use --backend hf, or convert it)")
+    return ref

@@ -31,6 +31,11 @@ class ModelRef:
     sha256: str | None = None
     hf_repo: str | None = None
 
+    @property
+    def model_id(self) -> str:
+        """What records store: the file name and a short digest (same weights, same id in every backend)."""
+        return f"{self.path.name}@{self.sha256[:12]}" if self.sha256 else self.name
+
 
 @dataclass(frozen=True)
 class ModelStatus:
