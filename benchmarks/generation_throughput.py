@@ -1,13 +1,14 @@
 """Generation throughput: aggregate tokens/s sampling 8 completions of up to 256 tokens for 8 MBPP prompts.
 
-    python benchmarks/generation_throughput.py [--model qwen2.5-coder-0.5b-instruct] [--baseline-prompts 1]
+    python benchmarks/generation_throughput.py [--models A,B] [--baseline-prompts 1]
 
-Three paths, measured in the same run on the same prompts (the paper's prompt template, MBPP test split):
-- mucode's default CPU path: the llamacpp backend (GGUF, batched multi-sequence decoding);
+Paths measured in the same run on the same prompts (the paper's prompt template, MBPP test split):
+- mucode's default CPU path, the llamacpp backend (GGUF, batched multi-sequence decoding), once per model in
+  ``--models``: by default the official Q4_K_M file and its Q4_0 requantisation (docs/models.md says why);
 - plain transformers `generate` at batch 1 in fp32 (the reference implementation's local path), one completion
   at a time;
 - transformers `generate` batched (all samples of a prompt in one call) in bf16.
-Both transformers paths load the same GGUF (dequantised). They are slow on 2 cores, so by default they run
+Both transformers paths load the first model's GGUF (dequantised). They are slow on 2 cores, so by default they run
 on the first prompt only (`--baseline-prompts`); tokens/s is a rate and compares directly. Sampling is at
 temperature 0.7, top_p 1.0; aggregate tok/s = generated tokens / wall seconds (prefill included).
 """
@@ -74,7 +75,8 @@ def _generated_length(row: list[int], end_ids: set[int]) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="qwen2.5-coder-0.5b-instruct")
+    parser.add_argument("--models", default="qwen2.5-coder-0.5b-instruct,qwen2.5-coder-0.5b-instruct-q4_0",
+                        help="models for the mucode path, comma-separated; the first one also feeds the baselines")
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=256)
@@ -86,23 +88,26 @@ def main() -> None:
     conversations = [[{"role": "user", "content": build_prompt(p, "paper")}] for p in problems]
     params = SamplingParams(n=args.samples, temperature=0.7, top_p=1.0, max_tokens=args.max_tokens, seed=0)
 
-    rows = [("mucode llamacpp (batched, GGUF)", args.prompts, *mucode_path(args.model, conversations, params))]
+    models = args.models.split(",")
+    rows = [(f"mucode llamacpp, {model}", args.prompts, *mucode_path(model, conversations, params))
+            for model in models]
+    baselines = []
     if not args.skip_baselines:
         subset = conversations[: args.baseline_prompts]
-        rows.append(("transformers generate, batch 1, fp32", len(subset),
-                     *transformers_path(args.model, subset, params, batched=False)))
-        rows.append(("transformers generate, batched, bf16", len(subset),
-                     *transformers_path(args.model, subset, params, batched=True)))
+        for name, batched in (("transformers generate, batch 1, fp32", False),
+                              ("transformers generate, batched, bf16", True)):
+            baselines.append((name, len(subset), *transformers_path(models[0], subset, params, batched=batched)))
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; model {args.model}; "
-          f"{args.samples} samples x <= {args.max_tokens} tokens per prompt, temperature 0.7")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; {args.samples} samples x <= {args.max_tokens} "
+          f"tokens per prompt, temperature 0.7; baselines load {models[0]}")
     print()
-    print("| path | prompts | tokens | seconds | tok/s | mucode / this |")
-    print("|---|---|---|---|---|---|")
-    ours = rows[0][2] / rows[0][3]
-    for name, prompts, tokens, seconds in rows:
+    header = "".join(f" vs {name.removeprefix('transformers generate, ')} |" for name, *_ in baselines)
+    print(f"| path | prompts | tokens | seconds | tok/s |{header}")
+    print("|---|---|---|---|---|" + "---|" * len(baselines))
+    for name, prompts, tokens, seconds in rows + baselines:
         rate = tokens / seconds
-        print(f"| {name} | {prompts} | {tokens} | {seconds:.1f} | {rate:.1f} | {ours / rate:.1f}x |")
+        ratios = "".join(f" {rate / (b_tokens / b_seconds):.1f}x |" for _, _, b_tokens, b_seconds in baselines)
+        print(f"| {name} | {prompts} | {tokens} | {seconds:.1f} | {rate:.1f} |{ratios}")
 
 
 if __name__ == "__main__":

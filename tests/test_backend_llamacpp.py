@@ -16,10 +16,7 @@ LONG = [{"role": "system", "content": "You are a helpful assistant."},
 
 
 @pytest.fixture(scope="module")
-def backend():
-    from mucode.models import pull
-
-    pull("smollm2-135m-instruct")
+def backend(smollm2_gguf):
     with load_backend("llamacpp", "smollm2-135m-instruct", parallel=8) as b:
         yield b
 
@@ -84,3 +81,25 @@ def test_model_id_names_the_file_and_digest(backend):
 def test_not_a_gguf_model_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError):
         load_backend("llamacpp", str(tmp_path / "missing.gguf"))
+
+
+def test_next_turn_reuses_the_cached_conversation(backend, smollm2_gguf):
+    greedy = SamplingParams(n=1, temperature=0, max_tokens=48)
+    reply = backend.generate([CODE], greedy)[0][0].text
+    turn_two = [*CODE, {"role": "assistant", "content": reply},
+                {"role": "user", "content": "Feedback:\nNameError: name 'add' is not defined. Try again."}]
+    warm = backend.generate([turn_two], greedy)[0][0]
+    stats = backend.last_stats
+    assert stats.prefilled_tokens < stats.prompt_tokens - 40  # the first turn and its reply were not recomputed
+    with load_backend("llamacpp", str(smollm2_gguf), parallel=8) as cold_backend:
+        cold = cold_backend.generate([turn_two], greedy)[0][0]
+        assert cold_backend.last_stats.prefilled_tokens == cold_backend.last_stats.prompt_tokens
+    assert warm.prompt_tokens == cold.prompt_tokens
+    assert warm.text[:40] == cold.text[:40]  # same KV values, computed in other batches
+
+
+def test_samples_share_one_prefill(backend):
+    backend.generate([LONG], SamplingParams(n=1, temperature=0, max_tokens=1))  # then: all of LONG is cached
+    backend.generate([HELLO, CODE], SamplingParams(n=4, temperature=0.8, max_tokens=8, seed=1))
+    stats = backend.last_stats
+    assert stats.prefilled_tokens is not None and stats.prefilled_tokens * 4 <= stats.prompt_tokens

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +17,7 @@ from mucode.backends import SamplingParams, load_backend
 from mucode.backends.base import derive_seed
 from mucode.backends.openai import OpenAIBackend, resolve_base_url
 from mucode.errors import BackendError, ConfigError
-from tests.backends_server import Server, free_port, llama_cpp_server, smollm2_gguf
+from tests.backends_server import Server, free_port, llama_cpp_server
 
 QUESTIONS = ["Write a Python function that adds two numbers.", "What is the capital of France?",
              "Name three colours."]
@@ -28,10 +29,9 @@ def ask(question: str) -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(smollm2_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed, so there is no server to test against")
-    model = smollm2_gguf(request.config.cache.mkdir("mucode-smollm2"))
-    with llama_cpp_server(model, tmp_path_factory.mktemp("llama-server") / "server.log") as running:
+    with llama_cpp_server(smollm2_gguf, tmp_path_factory.mktemp("llama-server") / "server.log") as running:
         yield running
 
 

