@@ -176,7 +176,7 @@ def test_lv_selector_uses_the_scorer_and_no_code_scores_none(sandbox: Sandbox) -
 def test_scored_selectors_need_a_verifier(sandbox: Sandbox) -> None:
     with pytest.raises(ConfigError, match="selector 'pt\\+lv' needs a learned verifier: pass --verifier DIR"):
         run(PROBLEMS, sandbox, SearchConfig(selector="pt+lv"))
-    with pytest.raises(ConfigError, match="not available in this version of mucode yet"):
+    with pytest.raises(ConfigError, match="some/dir is not a mucode verifier"):
         load_scorer("some/dir")
 
 
@@ -260,7 +260,7 @@ def test_cli_eval_end_to_end(tmp_path: Path, dataset: Path, capsys: pytest.Captu
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--selector", "lv"], "selector 'lv' needs a learned verifier: pass --verifier DIR"),
-    (["--selector", "pt+lv", "--verifier", "v"], "learned verifiers are not available"),
+    (["--selector", "pt+lv", "--verifier", "v"], "v is not a mucode verifier (no verifier.json)"),
     (["--greedy", "--n", "5"], "n=5 contradicts it"),
     (["--selector", "best"], "unknown selector 'best'; choose one of: random, pt, lv, pt+lv"),
     (["--ids", "nope"], "unknown task id 'nope'"),

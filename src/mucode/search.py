@@ -139,17 +139,12 @@ class Scorer(Protocol):
 
 
 def load_scorer(path: str | os.PathLike[str]) -> Scorer:
-    """The verifier saved in ``path``, through ``mucode.verifier.load_scorer`` (the verifier's own hook).
-
-    Until that module exists this raises ConfigError, so ``--verifier`` fails with a clear message.
-    """
+    """The verifier saved in ``path`` (imported here so that searches without one never load torch)."""
     try:
         verifier = importlib.import_module("mucode.verifier")
-    except ModuleNotFoundError as error:
-        if error.name != "mucode.verifier":
-            raise
-        raise ConfigError(f"--verifier {path}: learned verifiers are not available in this version of mucode "
-                          "yet; use --selector pt or random") from None
+    except ImportError as error:
+        raise ConfigError(f"--verifier {path}: learned verifiers need torch and transformers "
+                          f"({error}); install them with `pip install 'mucode[hf]'`") from error
     return verifier.load_scorer(path)
 
 

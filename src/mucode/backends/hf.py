@@ -84,12 +84,12 @@ class HFBackend(Backend):
         if self.batch_size < 1:
             raise ConfigError(f"hf backend batch_size must be >= 1, got {self.batch_size}")
         self.name = "hf"
-        self.device = _pick_device(self.device)
-        torch_dtype = getattr(torch, _pick_dtype(self.dtype, self.device))
+        self.device = pick_device(self.device)
+        torch_dtype = getattr(torch, pick_dtype(self.dtype, self.device))
         self.dtype = str(torch_dtype).removeprefix("torch.")
         source = locate_model(self.model)
         directory = source.path if source.format == "hf" else dequantised_dir(source, self.cache_dir)
-        self._tokenizer = _load_tokenizer(directory)
+        self._tokenizer = load_tokenizer(directory)
         self._model = _load_model(directory, torch_dtype, self.device, self.adapter)
         self._stop_ids = end_of_turn_ids(self._tokenizer, self._model.generation_config)
         self._model.generation_config = _neutral_generation_config(self._model.generation_config, self._stop_ids)
@@ -232,7 +232,7 @@ def _dense_gguf_options() -> dict:
     return {"quantization_config": GgufConfig(dequantize=True)}
 
 
-def _load_tokenizer(directory: Path):
+def load_tokenizer(directory: Path):
     tokenizer = AutoTokenizer.from_pretrained(directory)
     if not tokenizer.chat_template:
         raise BackendError(f"{directory} has no chat template (tokenizer_config.json / chat_template.jinja)")
@@ -269,7 +269,7 @@ def end_of_turn_ids(tokenizer, generation_config) -> list[int]:
     vocabulary has as added tokens."""
     eos = generation_config.eos_token_id
     ids = list(eos) if isinstance(eos, list | tuple) else [eos]
-    ids += [tokenizer.eos_token_id, _template_end_id(tokenizer)]
+    ids += [tokenizer.eos_token_id, template_end_id(tokenizer)]
     added = tokenizer.get_added_vocab()
     ids += [added.get(marker) for marker in END_MARKERS]
     unique = list(dict.fromkeys(i for i in ids if i is not None))
@@ -278,7 +278,7 @@ def end_of_turn_ids(tokenizer, generation_config) -> list[int]:
     return unique
 
 
-def _template_end_id(tokenizer) -> int | None:
+def template_end_id(tokenizer) -> int | None:
     messages = [{"role": "user", "content": "x"}, {"role": "assistant", "content": _MARK}]
     try:
         rendered = tokenizer.apply_chat_template(messages, tokenize=False)
@@ -345,13 +345,13 @@ class _RowSampler(LogitsProcessor):
         return torch.full_like(scores, -torch.inf).scatter_(1, choice, 0.0)
 
 
-def _pick_device(device: str) -> str:
+def pick_device(device: str) -> str:
     if device != "auto":
         return device
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _pick_dtype(dtype: str, device: str) -> str:
+def pick_dtype(dtype: str, device: str) -> str:
     """A torch dtype name. "auto": bf16/fp16 on GPU; on CPU bf16 only where it is measurably faster (CPUs with
     native bf16 run batched decoding ~1.4× faster; others emulate it and run slower than fp32)."""
     if dtype != "auto":

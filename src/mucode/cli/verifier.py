@@ -1,0 +1,184 @@
+"""``mucode verifier train | score | evaluate``: the learned verifier (see `mucode.verifier`, docs/verifier.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from mucode.cli.console import console
+from mucode.cli.rollout import split_ids
+from mucode.errors import ConfigError
+from mucode.models import DEFAULT_MODEL
+
+app = typer.Typer(name="verifier", help="Train, apply and evaluate a learned verifier (reward model).",
+                  no_args_is_help=True)
+
+Rollouts = Annotated[str, typer.Option(help="Rollout run folders (written by `mucode rollout`), comma-separated.")]
+VerifierDir = Annotated[Path, typer.Option("--verifier", help="A verifier folder written by `mucode verifier train`.")]
+BatchSize = Annotated[int | None, typer.Option(help="Sequences per forward pass.", show_default="16")]
+Dtype = Annotated[str, typer.Option(help="auto (bf16 where faster), bf16 or fp32 (the training-time numbers).")]
+
+
+@app.command("train")
+def train_command(
+    rollouts: Rollouts,
+    out: Annotated[Path, typer.Option(help="Verifier folder (weights, tokenizer, verifier.json); checkpoints go "
+                                           "to OUT/checkpoints and the same command resumes from them.")],
+    loss: Annotated[str, typer.Option(help="bt: Bradley-Terry on (correct, incorrect) pairs; bce: pointwise "
+                                           "binary cross-entropy.")] = "bt",
+    backbone: Annotated[str, typer.Option(help="Base model: a registry name, a .gguf file or a Hugging Face "
+                                               "model folder.")] = DEFAULT_MODEL,
+    lora: Annotated[bool, typer.Option("--lora", help="Train LoRA adapters (merged at the end) instead of every "
+                                                      "weight.")] = False,
+    lora_rank: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
+    lora_alpha: Annotated[int, typer.Option(help="LoRA alpha.")] = 32,
+    lora_dropout: Annotated[float, typer.Option(help="LoRA dropout.")] = 0.0,
+    learning_rate: Annotated[float | None, typer.Option(help="Peak learning rate (linear decay to 0, no warmup).",
+                                                        show_default="1e-5; 1e-4 with --lora")] = None,
+    epochs: Annotated[int, typer.Option(help="Passes over the training data.")] = 2,
+    batch_size: Annotated[int, typer.Option(help="Pairs (bt) or examples (bce) per optimiser step.")] = 64,
+    micro_batch_size: Annotated[int, typer.Option(help="Pairs or examples per forward pass (gradients are "
+                                                       "accumulated up to --batch-size).")] = 2,
+    pairs_per_problem: Annotated[int, typer.Option(help="bt: (correct, incorrect) pairs drawn per problem.")] = 32,
+    max_length: Annotated[int, typer.Option(help="Longer inputs (tokens) are left out of training.")] = 2048,
+    l2_coeff: Annotated[float, typer.Option(help="bt: λ of the λ·mean(R²) term.")] = 1e-3,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.01,
+    adam_epsilon: Annotated[float, typer.Option(help="AdamW epsilon.")] = 1e-5,
+    max_grad_norm: Annotated[float, typer.Option(help="Gradient clipping norm (0: none).")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Seed of the head, the pairs and the data order.")] = 1,
+    precision: Annotated[str, typer.Option(help="auto (bf16 autocast where faster), bf16 or fp32.")] = "auto",
+    gradient_checkpointing: Annotated[bool, typer.Option(
+        "--gradient-checkpointing", help="Recompute activations in the backward pass: less memory, more time.")]
+    = False,
+    save_steps: Annotated[int, typer.Option(help="Checkpoint every N optimiser steps.")] = 20,
+    keep_checkpoints: Annotated[bool, typer.Option("--keep-checkpoints",
+                                                   help="Keep OUT/checkpoints after training.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Start over, deleting an earlier verifier or checkpoints "
+                                                        "in OUT.")] = False,
+) -> None:
+    """Train a verifier on the codes of rollout runs (every code labelled by the oracle)."""
+    from mucode.verifier.train import TrainConfig, train_verifier
+
+    config = TrainConfig(rollouts=split_ids(rollouts), out=str(out), loss=loss, backbone=backbone, lora=lora,
+                         lora_rank=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+                         learning_rate=learning_rate, epochs=epochs, batch_size=batch_size,
+                         micro_batch_size=micro_batch_size, pairs_per_problem=pairs_per_problem,
+                         max_length=max_length, l2_coeff=l2_coeff, weight_decay=weight_decay,
+                         adam_epsilon=adam_epsilon, max_grad_norm=max_grad_norm, seed=seed, precision=precision,
+                         gradient_checkpointing=gradient_checkpointing, save_steps=save_steps,
+                         keep_checkpoints=keep_checkpoints, force=force)
+    result = train_verifier(config)
+    console.print(train_table(result.info, out, result.trained))
+
+
+@app.command("score")
+def score_command(
+    verifier: VerifierDir,
+    rollouts: Rollouts,
+    out: Annotated[Path | None, typer.Option(help="Folder for scores.jsonl.", show_default="the verifier folder")]
+    = None,
+    batch_size: BatchSize = None,
+    dtype: Dtype = "auto",
+) -> None:
+    """Score every code of rollout runs: one line per code in scores.jsonl (run, task, rollout, turn, label)."""
+    from mucode.verifier.evaluate import score_runs
+
+    summary = score_runs(verifier, split_ids(rollouts), out, dtype=dtype, batch_size=batch_size)
+    table = _table(f"mucode verifier score: {verifier}")
+    table.add_row("codes scored", f"{summary['examples']} ({summary['problems']} problems)")
+    table.add_row("codes per second", f"{summary['candidates_per_second']:.2f}")
+    table.add_row("scores", summary["file"])
+    console.print(table)
+
+
+@app.command("evaluate")
+def evaluate_command(
+    verifier: VerifierDir,
+    rollouts: Annotated[str, typer.Option(help="Held-out rollout run folders, comma-separated.")],
+    out: Annotated[Path | None, typer.Option(help="Folder for evaluation.json and scores.jsonl.",
+                                             show_default="the verifier folder")] = None,
+    ks: Annotated[str | None, typer.Option(help="Candidate counts k for selection accuracy, comma-separated.",
+                                           show_default="2,4,8")] = None,
+    subsets: Annotated[int | None, typer.Option(help="Random k-subsets drawn per problem.", show_default="200")]
+    = None,
+    seed: Annotated[int, typer.Option(help="Seed of the subsets and of tie-breaking.")] = 0,
+    batch_size: BatchSize = None,
+    dtype: Dtype = "auto",
+) -> None:
+    """Pairwise accuracy, AUROC and selection accuracy at k (verifier vs random vs oracle) on held-out runs."""
+    from mucode.verifier.evaluate import evaluate_runs
+
+    options = {name: value for name, value in (("ks", _ks(ks) if ks else None), ("subsets", subsets)) if value}
+    evaluation = evaluate_runs(verifier, split_ids(rollouts), out, seed=seed, dtype=dtype, batch_size=batch_size,
+                               **options)
+    folder = out or verifier
+    for table in evaluation_tables(evaluation, f"mucode verifier evaluate: {verifier} on {rollouts}"):
+        console.print(table)
+    console.print(f"written: {folder / 'evaluation.json'}, {folder / 'scores.jsonl'}")
+
+
+# ---------------------------------------------------------------------------------------------- tables
+
+
+def train_table(info: Mapping[str, Any], out: Path, trained: bool) -> Table:
+    data, training = info["data"], info["training"]
+    title = f"mucode verifier train: {info['backbone']['name']} ({info['loss']})"
+    table = _table(title if trained else f"{title}, already trained")
+    table.add_row("examples", f"{data['examples']} ({data['positives']} correct, {data['problems']} problems, "
+                              f"{data['problems_with_both_labels']} with both labels)")
+    if "pairs" in data:
+        table.add_row("pairs", str(data["pairs"]))
+    table.add_row("trained on", f"{data['items']} ({data['dropped_too_long']} longer than max length left out)")
+    table.add_row("steps", f"{training['steps']} ({training['epochs']:.2f} epochs, {info['precision']})")
+    last = training["last_logged"]
+    if "loss" in last:
+        table.add_row("last logged loss", f"{last['loss']:.4f} (step {last.get('step')})")
+    if "accuracy" in last:
+        table.add_row("last logged accuracy", f"{last['accuracy']:.2%}")
+    table.add_row("time", f"{info['timings']['seconds']:.0f} s")
+    table.add_row("verifier", str(out))
+    return table
+
+
+def evaluation_tables(evaluation: Mapping[str, Any], title: str) -> list[Table]:
+    metrics = evaluation["metrics"]
+    summary = _table(title)
+    summary.add_row("codes", f"{metrics['examples']} ({metrics['positives']} correct, {metrics['problems']} problems)")
+    pairwise = metrics["pairwise_accuracy"]
+    summary.add_row("pairwise accuracy", f"{_percent(pairwise['micro'])} over {pairwise['pairs']} pairs")
+    summary.add_row("pairwise accuracy (per problem)",
+                    f"{_percent(pairwise['macro'])} over {pairwise['problems']} problems")
+    summary.add_row("AUROC", "n/a (one class only)" if metrics["auroc"] is None else f"{metrics['auroc']:.4f}")
+    summary.add_row("codes per second", f"{evaluation['scoring']['candidates_per_second']:.2f}")
+    selection = Table(title=f"selection accuracy: pick 1 of k ({metrics['subsets']} random subsets per problem)",
+                      title_justify="left")
+    for column in ("k", "problems", "verifier", "random", "oracle"):
+        selection.add_column(column, justify="right")
+    for k, row in metrics["selection"].items():
+        selection.add_row(k, str(row["problems"]), *(_percent(row[name]) for name in ("verifier", "random", "oracle")))
+    return [summary, selection]
+
+
+def _table(title: str) -> Table:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    return table
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2%}"
+
+
+def _ks(text: str) -> tuple[int, ...]:
+    try:
+        ks = tuple(int(part) for part in split_ids(text))
+    except ValueError:
+        raise ConfigError(f"--ks must be integers, comma-separated; got {text!r}") from None
+    if not ks or min(ks) < 1:
+        raise ConfigError(f"--ks must be integers >= 1; got {text!r}")
+    return ks

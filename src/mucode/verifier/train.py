@@ -1,0 +1,420 @@
+"""Training the verifier on rollouts: Bradley-Terry pairs or pointwise BCE, with a transformers Trainer.
+
+Losses (METHOD.md §4):
+- ``bt``: −mean log σ(r⁺ − r⁻) + λ·mean(R²), the mean of R² taken over the chosen and the rejected scores
+  together (λ = ``l2_coeff`` = 1e-3, the reference's ``rm_bt.py``); chosen and rejected run in one forward pass.
+- ``bce``: pointwise ``BCEWithLogits(R, label)`` over every example (the paper's Eq. 2).
+
+Why not TRL's ``RewardTrainer``: its centering term is λ·mean((r⁺ + r⁻)²), which pulls the *sum* of a pair's
+scores to zero rather than every score, and it has no pointwise BCE; both losses are a few lines here.
+
+The schedule is linear without warmup over the true number of optimiser steps (the Trainer's own count); the
+reference passes a step count that already includes the epochs times the epochs again, so its learning rate
+only decays to about half (METHOD.md §4) — not repeated here. Checkpoints go to ``OUT/checkpoints`` every
+``save_steps`` optimiser steps; running the same training again resumes from the last one, and a different
+config is refused (ConfigError naming the field) unless ``force``. The final model is written by
+`save_verifier`, which never leaves a half-written verifier that loads.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import shutil
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+
+from mucode.backends.hf import cpu_bf16_is_faster
+from mucode.errors import ConfigError
+from mucode.models import DEFAULT_MODEL
+from mucode.rollout import check_positive, prepare_run_dir
+from mucode.verifier.data import (
+    DEFAULT_PAIRS_PER_PROBLEM,
+    Example,
+    Pair,
+    RolloutData,
+    data_summary,
+    load_rollouts,
+    make_pairs,
+)
+from mucode.verifier.model import (
+    INFO_FILE,
+    VERIFIER_FORMAT,
+    InputFormat,
+    Verifier,
+    load_backbone,
+    read_info,
+    right_pad,
+    save_verifier,
+    sequence_scores,
+    versions,
+)
+
+LOSSES = ("bt", "bce")
+PRECISIONS = ("auto", "bf16", "fp32")
+CHECKPOINTS_DIR = "checkpoints"
+#: Learning rates when none is given. The reference's 1e-6 full fine-tuning is for a 1B model on 4 GPUs with
+#: 12k pairs; on CPU, with fewer steps and a smaller model, a larger step is needed to move at all.
+DEFAULT_LEARNING_RATE = {"full": 1e-5, "lora": 1e-4}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One ``mucode verifier train`` run. Defaults follow METHOD.md §4's table where it applies to CPU training.
+
+    ``batch_size`` counts pairs (bt) or examples (bce) per optimiser step; it is reached by gradient accumulation
+    over micro-batches of ``micro_batch_size`` and must be a multiple of it. ``learning_rate`` None: 1e-5 for full
+    fine-tuning, 1e-4 with LoRA. ``precision`` "auto": bf16 autocast on a GPU with bf16 or a CPU where bf16 is
+    measurably faster, else fp32 (weights and optimiser state stay fp32 either way).
+    """
+
+    rollouts: tuple[str, ...]
+    out: str
+    loss: str = "bt"
+    backbone: str = DEFAULT_MODEL
+    lora: bool = False
+    lora_rank: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    learning_rate: float | None = None
+    epochs: int = 2
+    batch_size: int = 64
+    micro_batch_size: int = 2
+    pairs_per_problem: int = DEFAULT_PAIRS_PER_PROBLEM
+    max_length: int = 2048
+    l2_coeff: float = 1e-3
+    weight_decay: float = 0.01
+    adam_epsilon: float = 1e-5
+    max_grad_norm: float = 1.0
+    seed: int = 1
+    precision: str = "auto"
+    gradient_checkpointing: bool = False
+    save_steps: int = 20
+    logging_steps: int = 5
+    keep_checkpoints: bool = False
+    force: bool = False
+    progress: bool | None = None  # None: progress bars when stderr is a terminal
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ConfigError(f"loss must be one of {', '.join(LOSSES)}; got {self.loss!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}")
+        for name in ("lora_rank", "lora_alpha", "epochs", "batch_size", "micro_batch_size", "pairs_per_problem",
+                     "max_length", "save_steps", "logging_steps"):
+            check_positive(name, getattr(self, name))
+        if self.batch_size % self.micro_batch_size:
+            raise ConfigError(f"batch_size ({self.batch_size}) must be a multiple of micro_batch_size "
+                              f"({self.micro_batch_size})")
+        for name in ("l2_coeff", "weight_decay", "adam_epsilon", "max_grad_norm", "lora_dropout"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.learning_rate is None:
+            object.__setattr__(self, "learning_rate", DEFAULT_LEARNING_RATE["lora" if self.lora else "full"])
+        if not self.learning_rate or self.learning_rate <= 0:
+            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
+        object.__setattr__(self, "rollouts", tuple(str(run) for run in self.rollouts))
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The fields that determine the trained weights (not where they go or how progress is shown)."""
+        ignored = {"rollouts", "out", "force", "progress", "save_steps", "logging_steps", "keep_checkpoints"}
+        return {item.name: getattr(self, item.name) for item in fields(self) if item.name not in ignored}
+
+
+@dataclass
+class TrainResult:
+    """What `train_verifier` returns: the ``verifier.json`` content and the verifier, in memory and ready to score.
+
+    ``trained`` is False when ``out`` already held this exact verifier and nothing was run.
+    """
+
+    info: dict[str, Any]
+    verifier: Verifier
+    trained: bool
+
+
+# ------------------------------------------------------------------------------------------------ losses
+
+
+def bt_loss(chosen: torch.Tensor, rejected: torch.Tensor, l2_coeff: float) -> torch.Tensor:
+    """Bradley-Terry: −mean log σ(r⁺ − r⁻) + λ·mean(R²) over the chosen and rejected scores together."""
+    scores = torch.cat([chosen, rejected])
+    return -F.logsigmoid(chosen - rejected).mean() + l2_coeff * scores.pow(2).mean()
+
+
+def bce_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Pointwise binary cross-entropy on the logit R (the paper's Eq. 2)."""
+    return F.binary_cross_entropy_with_logits(scores, labels)
+
+
+# ------------------------------------------------------------------------------------------- datasets
+
+
+class _Encoded:
+    """Token ids per (prompt, code), each encoded once however many pairs reuse it."""
+
+    def __init__(self, input_format: InputFormat) -> None:
+        self.format = input_format
+        self.cache: dict[tuple[str, str], list[int]] = {}
+
+    def __call__(self, example: Example) -> list[int]:
+        key = (example.prompt, example.code)
+        if key not in self.cache:
+            self.cache[key] = self.format.encode(example.prompt, example.code)
+        return self.cache[key]
+
+
+class ItemDataset(torch.utils.data.Dataset):
+    """A list of ready items (token ids and targets) for the Trainer's sampler."""
+
+    def __init__(self, items: Sequence[Mapping[str, Any]]) -> None:
+        self.items = list(items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> Mapping[str, Any]:
+        return self.items[index]
+
+
+def pair_items(pairs: Sequence[Pair], encode: _Encoded, max_length: int) -> tuple[list[dict[str, Any]], int]:
+    """BT items ``{"chosen": ids, "rejected": ids}``; pairs with a side longer than ``max_length`` are dropped."""
+    items = [{"chosen": encode(pair.chosen), "rejected": encode(pair.rejected)} for pair in pairs]
+    kept = [item for item in items if max(len(item["chosen"]), len(item["rejected"])) <= max_length]
+    return kept, len(items) - len(kept)
+
+
+def example_items(examples: Sequence[Example], encode: _Encoded,
+                  max_length: int) -> tuple[list[dict[str, Any]], int]:
+    """BCE items ``{"ids": ids, "label": 0. or 1.}``; examples longer than ``max_length`` are dropped."""
+    items = [{"ids": encode(example), "label": float(example.label)} for example in examples]
+    kept = [item for item in items if len(item["ids"]) <= max_length]
+    return kept, len(items) - len(kept)
+
+
+class Collator:
+    """Pads a micro-batch on the right. BT: the chosen rows, then the rejected rows, in one batch."""
+
+    def __init__(self, loss: str, pad_id: int) -> None:
+        self.loss, self.pad_id = loss, pad_id
+
+    def __call__(self, items: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        if self.loss == "bt":
+            ids, mask = right_pad([item["chosen"] for item in items] + [item["rejected"] for item in items],
+                                  self.pad_id, "cpu")
+            return {"input_ids": ids, "attention_mask": mask}
+        ids, mask = right_pad([item["ids"] for item in items], self.pad_id, "cpu")
+        return {"input_ids": ids, "attention_mask": mask,
+                "targets": torch.tensor([item["label"] for item in items], dtype=torch.float32)}
+
+
+# -------------------------------------------------------------------------------------------- trainer
+
+
+class VerifierTrainer(Trainer):
+    """A Trainer whose loss is `bt_loss` or `bce_loss` on `sequence_scores`; logs accuracy next to the loss
+    (BT: r⁺ > r⁻; BCE: sign of R agrees with the label)."""
+
+    loss_is_scaled_for_ga = False  # compute_loss returns a per-micro-batch mean: the Trainer divides by the steps
+
+    def __init__(self, *args: Any, loss_name: str, l2_coeff: float, bf16: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.loss_name, self.l2_coeff, self.bf16 = loss_name, l2_coeff, bf16
+        self._correct, self._seen = 0.0, 0
+
+    def compute_loss(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor], return_outputs: bool = False,
+                     num_items_in_batch: torch.Tensor | int | None = None) -> Any:
+        with self._autocast(inputs["input_ids"].device):
+            scores = sequence_scores(model, inputs["input_ids"], inputs["attention_mask"])
+        if self.loss_name == "bt":
+            chosen, rejected = scores.chunk(2)
+            loss = bt_loss(chosen, rejected, self.l2_coeff)
+            correct = (chosen > rejected).float().sum().item()
+        else:
+            targets = inputs["targets"]
+            loss = bce_loss(scores, targets)
+            correct = ((scores > 0).float() == targets).float().sum().item()
+        self._correct += correct
+        self._seen += len(scores) // (2 if self.loss_name == "bt" else 1)
+        return (loss, {"scores": scores}) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._seen:
+            logs = {**logs, "accuracy": round(self._correct / self._seen, 4)}
+            self._correct, self._seen = 0.0, 0
+        super().log(logs, start_time)
+
+    def _autocast(self, device: torch.device) -> AbstractContextManager[Any]:
+        return torch.autocast(device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
+
+
+# --------------------------------------------------------------------------------------------- entry
+
+
+def train_verifier(config: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -> TrainResult:
+    """What ``mucode verifier train`` does: load the rollouts, build the model, train, save to ``config.out``.
+
+    ``callbacks`` are passed to the Trainer (tests use one to interrupt a run). Raises ConfigError when ``out``
+    holds a verifier or checkpoints of another config (unless ``config.force``) or there is nothing to train on.
+    """
+    started = time.time()
+    out = Path(config.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder for the verifier")
+    data = load_rollouts(config.rollouts)
+    bf16 = use_bf16(config.precision)
+    identity = {"format": VERIFIER_FORMAT, "hyperparameters": config.hyperparameters(), "bf16": bf16,
+                "data": [run.sha256 for run in data.runs]}
+    finished = _finished_verifier(out, identity, config.force)
+    if finished is not None:
+        return finished
+    selected, data_info = _training_data(config, data)
+    checkpoints = _checkpoint_dir(out, identity, config.force)
+    set_seed(config.seed)
+    model, tokenizer, ref = load_backbone(config.backbone, seed=config.seed)
+    items, dropped = _training_items(config, selected, _Encoded(InputFormat(tokenizer)))
+    if config.gradient_checkpointing:  # enabled here: the TrainingArguments field is being renamed
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if config.lora:
+        model = _with_lora(model, config)
+    trainer = VerifierTrainer(model=model, args=_training_arguments(config, checkpoints, len(items)),
+                              train_dataset=ItemDataset(items),
+                              data_collator=Collator(config.loss, tokenizer.pad_token_id or 0),
+                              callbacks=list(callbacks), loss_name=config.loss, l2_coeff=config.l2_coeff, bf16=bf16)
+    resume = get_last_checkpoint(str(checkpoints))
+    output = trainer.train(resume_from_checkpoint=resume)
+    final = trainer.model.merge_and_unload() if config.lora else trainer.model
+    info = {"identity": identity, "backbone": {"name": config.backbone, "model_id": ref.model_id},
+            "loss": config.loss, "template": data.template, "hyperparameters": config.hyperparameters(),
+            "precision": "bf16" if bf16 else "fp32",
+            "data": {**data_info, "items": len(items), "dropped_too_long": dropped, "runs": data.fingerprint()},
+            "training": {**_final_metrics(trainer, output.metrics), "resumed_from": resume},
+            "timings": {"seconds": round(time.time() - started, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")},
+            "versions": versions()}
+    save_verifier(final, tokenizer, out, info)
+    if not config.keep_checkpoints:  # the weights and optimiser states; the TensorBoard logs in runs/ stay
+        for checkpoint in checkpoints.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+            shutil.rmtree(checkpoint, ignore_errors=True)
+    return TrainResult(read_info(out), Verifier(final, tokenizer, info, template=data.template), trained=True)
+
+
+def use_bf16(precision: str) -> bool:
+    """Whether to autocast to bf16: asked for, or "auto" on hardware where it pays."""
+    if precision != "auto":
+        return precision == "bf16"
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return cpu_bf16_is_faster()
+
+
+def _finished_verifier(out: Path, identity: Mapping[str, Any], force: bool) -> TrainResult | None:
+    """The verifier already in ``out`` if it was trained with ``identity``; None if there is none (or ``force``)."""
+    if not (out / INFO_FILE).is_file():
+        return None
+    if force:
+        (out / INFO_FILE).unlink()
+        return None
+    info = read_info(out)
+    differing = _changed_fields(info.get("identity", {}), identity)
+    if differing:
+        raise ConfigError(f"{out} holds a verifier trained with another config ({', '.join(differing)} changed); "
+                          "use --force to retrain, or another --out")
+    return TrainResult(info, Verifier.load(out, dtype="fp32"), trained=False)
+
+
+def _changed_fields(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted names of the fields that differ between two (nested) configs."""
+    changed: list[str] = []
+    for name in sorted(set(old) | set(new)):
+        before, after = old.get(name), new.get(name)
+        if isinstance(before, Mapping) and isinstance(after, Mapping):
+            changed += _changed_fields(before, after, f"{prefix}{name}.")
+        elif before != after:
+            changed.append(f"{prefix}{name}")
+    return changed
+
+
+def _training_data(config: TrainConfig, data: RolloutData) -> tuple[list[Any], dict[str, Any]]:
+    """BT: the pairs; BCE: every example; with the counts verifier.json records. ConfigError when there are none,
+    checked before any model is loaded."""
+    if config.loss == "bt":
+        pairs = make_pairs(data.examples, config.pairs_per_problem, config.seed)
+        if not pairs:
+            raise ConfigError(f"no training pairs in {', '.join(config.rollouts)}: no problem has both a correct "
+                              "and an incorrect code")
+        return pairs, data_summary(data.examples, pairs)
+    if not data.examples:
+        raise ConfigError(f"no training examples in {', '.join(config.rollouts)}")
+    return list(data.examples), data_summary(data.examples)
+
+
+def _training_items(config: TrainConfig, selected: Sequence[Any],
+                    encode: _Encoded) -> tuple[list[dict[str, Any]], int]:
+    """The Trainer's items (from `_training_data`'s pairs or examples) and how many were dropped as too long;
+    ConfigError when nothing is left."""
+    build = pair_items if config.loss == "bt" else example_items
+    items, dropped = build(selected, encode, config.max_length)
+    if not items:
+        raise ConfigError(f"every training input is longer than max_length {config.max_length} tokens")
+    return items, dropped
+
+
+def _with_lora(model: torch.nn.Module, config: TrainConfig) -> torch.nn.Module:
+    """LoRA adapters on every linear layer of the backbone; the scalar head is trained in full."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as error:
+        raise ConfigError(f"--lora needs peft: {error} (install it with `pip install mucode[hf]`)") from error
+    lora = LoraConfig(task_type="SEQ_CLS", r=config.lora_rank, lora_alpha=config.lora_alpha,
+                      lora_dropout=config.lora_dropout, target_modules="all-linear", modules_to_save=["score"])
+    return get_peft_model(model, lora)
+
+
+def _checkpoint_dir(out: Path, identity: Mapping[str, Any], force: bool) -> Path:
+    """``out/checkpoints``, whose config.json must match ``identity`` (``force`` deletes it first)."""
+    checkpoints = out / CHECKPOINTS_DIR
+    if force:
+        shutil.rmtree(checkpoints, ignore_errors=True)
+    return prepare_run_dir(checkpoints, identity, force=False, outputs=[])
+
+
+def _training_arguments(config: TrainConfig, checkpoints: Path, items: int) -> TrainingArguments:
+    accumulation = config.batch_size // config.micro_batch_size
+    progress = sys.stderr.isatty() if config.progress is None else config.progress
+    return TrainingArguments(
+        output_dir=str(checkpoints), per_device_train_batch_size=config.micro_batch_size,
+        gradient_accumulation_steps=accumulation, num_train_epochs=config.epochs,
+        learning_rate=config.learning_rate, lr_scheduler_type="linear", warmup_steps=0,
+        weight_decay=config.weight_decay, adam_epsilon=config.adam_epsilon, max_grad_norm=config.max_grad_norm,
+        optim="adamw_torch", seed=config.seed, data_seed=config.seed,
+        save_strategy="steps", save_steps=config.save_steps, save_total_limit=1,
+        logging_strategy="steps", logging_steps=min(config.logging_steps, _steps(config, items)),
+        report_to=["tensorboard"] if importlib.util.find_spec("tensorboard") else "none",
+        disable_tqdm=not progress, remove_unused_columns=False, label_names=[], dataloader_num_workers=0,
+        dataloader_pin_memory=False, use_cpu=not torch.cuda.is_available())
+
+
+def _steps(config: TrainConfig, items: int) -> int:
+    """Optimiser steps of the whole run (the Trainer's count: a last partial accumulation makes a step)."""
+    micro_batches = math.ceil(items / config.micro_batch_size)
+    return max(1, math.ceil(micro_batches / (config.batch_size // config.micro_batch_size))) * config.epochs
+
+
+def _final_metrics(trainer: Trainer, metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The Trainer's totals and the last logged loss and accuracy."""
+    last = next((entry for entry in reversed(trainer.state.log_history) if "loss" in entry), {})
+    return {"steps": trainer.state.global_step, "epochs": trainer.state.epoch,
+            "train_loss": metrics.get("train_loss"), "train_runtime": metrics.get("train_runtime"),
+            "last_logged": {name: last[name] for name in ("step", "loss", "accuracy", "learning_rate") if name in last},
+            "log_history": [entry for entry in trainer.state.log_history if "loss" in entry]}
+

@@ -1,0 +1,121 @@
+"""``mucode verifier train | score | evaluate`` end to end, their one-line errors, and a trained verifier driving
+the ``lv`` and ``pt+lv`` selectors of the multi-turn search."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from mucode.cli import main
+from mucode.rollout import Throughput
+from mucode.search import SearchConfig, search_steps
+from mucode.verifier import Verifier, load_rollouts
+from tests.scripted_backend import PROBLEMS, ScriptedBackend
+from tests.test_verifier_data import SCRIPT, OracleSandbox, write_run
+from tests.test_verifier_model import single_torch_thread, tiny_backbone_fixture
+
+tiny_backbone = pytest.fixture(scope="session")(tiny_backbone_fixture)
+one_thread = pytest.fixture(autouse=True, scope="module")(single_torch_thread)
+
+TRAIN_OPTIONS = ["--loss", "bt", "--epochs", "1", "--batch-size", "8", "--micro-batch-size", "4",
+                 "--pairs-per-problem", "4", "--precision", "fp32", "--learning-rate", "1e-3"]
+
+
+def mucode(*args: str) -> int:
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    return exit_info.value.code
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("verifier-cli")
+    return {"a": write_run(base / "a", seed=3), "b": write_run(base / "b", seed=4),
+            "held-out": write_run(base / "held-out", seed=5, rollouts=8)}
+
+
+@pytest.fixture(scope="module")
+def trained(runs: dict[str, Path], tiny_backbone: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("verifier-cli-out") / "v"
+    assert mucode("verifier", "train", "--rollouts", f"{runs['a']},{runs['b']}", "--backbone", str(tiny_backbone),
+                  "--out", str(out), *TRAIN_OPTIONS) == 0
+    return out
+
+
+def test_train_aggregates_runs_and_prints_a_summary(trained: Path, runs: dict[str, Path], tiny_backbone: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    info = json.loads((trained / "verifier.json").read_text())
+    assert [run["path"] for run in info["data"]["runs"]] == [str(runs["a"]), str(runs["b"])]
+    assert info["data"]["examples"] == len(load_rollouts([runs["a"], runs["b"]]).examples)
+    assert mucode("verifier", "train", "--rollouts", f"{runs['a']},{runs['b']}", "--backbone", str(tiny_backbone),
+                  "--out", str(trained), *TRAIN_OPTIONS) == 0
+    output = capsys.readouterr().out
+    for text in ("mucode verifier train", "already trained", "examples", "pairs", "steps", "fp32", str(trained)):
+        assert text in output
+
+
+def test_score_and_evaluate_write_their_files(trained: Path, runs: dict[str, Path], tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    held_out = load_rollouts([runs["held-out"]]).examples
+    assert mucode("verifier", "score", "--verifier", str(trained), "--rollouts", str(runs["held-out"]),
+                  "--dtype", "fp32", "--out", str(tmp_path / "scored")) == 0
+    lines = [json.loads(line) for line in (tmp_path / "scored" / "scores.jsonl").read_text().splitlines()]
+    assert [(r["task_id"], r["rollout"], r["turn"], r["label"]) for r in lines] == [
+        (e.task_id, e.rollout, e.turn, e.label) for e in held_out]
+    assert "codes scored" in capsys.readouterr().out
+
+    assert mucode("verifier", "evaluate", "--verifier", str(trained), "--rollouts", str(runs["held-out"]),
+                  "--dtype", "fp32", "--subsets", "50") == 0
+    output = capsys.readouterr().out
+    for text in ("pairwise accuracy", "AUROC", "selection accuracy", "verifier", "random", "oracle"):
+        assert text in output
+    evaluation = json.loads((trained / "evaluation.json").read_text())
+    metrics = evaluation["metrics"]
+    assert metrics["examples"] == len(held_out) and set(metrics["selection"]) == {"2", "4", "8"}
+    assert metrics["subsets"] == 50 and 0 <= metrics["auroc"] <= 1
+    for row in metrics["selection"].values():
+        assert row["random"] <= row["oracle"] and row["verifier"] <= row["oracle"]
+    rescored = [json.loads(line)["score"] for line in (trained / "scores.jsonl").read_text().splitlines()]
+    assert rescored == [line["score"] for line in lines]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["score", "--verifier", "{tmp}/nothing", "--rollouts", "{run}"], "nothing is not a mucode verifier"),
+    (["score", "--verifier", "{verifier}", "--rollouts", "{tmp}/nowhere"], "nowhere is not a rollout run folder"),
+    (["evaluate", "--verifier", "{verifier}", "--rollouts", "{run}", "--ks", "2,x"], "--ks must be integers"),
+    (["train", "--rollouts", "{run}", "--out", "{tmp}/v", "--loss", "hinge"], "loss must be one of bt, bce"),
+    (["train", "--rollouts", "{run}", "--out", "{tmp}/v", "--batch-size", "6", "--micro-batch-size", "4"],
+     "must be a multiple of micro_batch_size"),
+])
+def test_errors_are_one_line(args: list[str], message: str, trained: Path, runs: dict[str, Path], tmp_path: Path,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    values = {"tmp": tmp_path, "run": runs["a"], "verifier": trained}
+    assert mucode("verifier", *(arg.format(**values) for arg in args)) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and message in error
+
+
+@pytest.mark.parametrize("selector", ["lv", "pt+lv"])
+def test_a_trained_verifier_drives_the_scored_selectors(selector: str, trained: Path) -> None:
+    verifier = Verifier.load(trained, dtype="fp32")
+    config = SearchConfig(n=4, turns=2, selector=selector, seed=2)
+    records = [record for batch in search_steps([(problem, 0) for problem in PROBLEMS], ScriptedBackend("m", SCRIPT),
+                                                OracleSandbox(), config, verifier, 8, Throughput())
+               for record in batch]
+    assert len(records) == len(PROBLEMS)
+    for record in records:
+        problem = next(p for p in PROBLEMS if p.task_id == record["task_id"])
+        for turn in record["turns"]:
+            candidates = turn["candidates"]
+            coded = [c["code"] for c in candidates if c["code"] is not None]
+            expected = iter(verifier.score(problem, coded))
+            assert turn["scores"] == [None if c["code"] is None else pytest.approx(next(expected), abs=1e-5)
+                                      for c in candidates]
+            keys = [(c["public_passed"] if selector == "pt+lv" else 0, -1e9 if s is None else s)
+                    for c, s in zip(candidates, turn["scores"], strict=True)]
+            assert keys[turn["selected"]] == max(keys)

@@ -1,0 +1,160 @@
+"""mucode.verifier.train: both losses train (full and LoRA), the saved verifier reloads identically, reruns resume
+or refuse, verifier.json says how the verifier was made. Tiny random Qwen2 backbone, real rollout-format runs."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from transformers import TrainerCallback  # noqa: E402
+
+from mucode.errors import ConfigError  # noqa: E402
+from mucode.verifier import (  # noqa: E402
+    TrainConfig,
+    Verifier,
+    bce_loss,
+    bt_loss,
+    load_backbone,
+    load_rollouts,
+    make_pairs,
+    read_info,
+    train_verifier,
+)
+from tests.test_verifier_data import SCRIPT, WRONG, write_run  # noqa: E402
+from tests.test_verifier_model import single_torch_thread, tiny_backbone_fixture  # noqa: E402
+
+tiny_backbone = pytest.fixture(scope="session")(tiny_backbone_fixture)
+one_thread = pytest.fixture(autouse=True, scope="module")(single_torch_thread)
+
+SETTINGS = {"epochs": 4, "batch_size": 8, "micro_batch_size": 4, "pairs_per_problem": 8, "precision": "fp32",
+            "progress": False, "save_steps": 100, "logging_steps": 1}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_run(tmp_path_factory.mktemp("rollouts") / "run")
+
+
+def config(run: Path, out: Path, backbone: Path, **overrides: object) -> TrainConfig:
+    options = {**SETTINGS, "learning_rate": 3e-3 if overrides.get("lora") else 1e-3, **overrides}
+    return TrainConfig(rollouts=(str(run),), out=str(out), backbone=str(backbone), **options)
+
+
+def dataset_loss(verifier: Verifier, run: Path, loss: str) -> float:
+    """The training objective over the whole training set (BT: its pairs; BCE: every example)."""
+    examples = load_rollouts([run]).examples
+    if loss == "bt":
+        pairs = make_pairs(examples, SETTINGS["pairs_per_problem"], seed=1)
+        chosen = verifier.score_texts([(pair.chosen.prompt, pair.chosen.code) for pair in pairs])
+        rejected = verifier.score_texts([(pair.rejected.prompt, pair.rejected.code) for pair in pairs])
+        return bt_loss(torch.tensor(chosen), torch.tensor(rejected), 1e-3).item()
+    scores = verifier.score_texts([(example.prompt, example.code) for example in examples])
+    return bce_loss(torch.tensor(scores), torch.tensor([float(e.label) for e in examples])).item()
+
+
+def initial_verifier(backbone: Path) -> Verifier:
+    model, tokenizer, _ = load_backbone(str(backbone), seed=1)  # what training starts from (seed 1)
+    return Verifier(model, tokenizer, {}, template="paper")
+
+
+# ------------------------------------------------------------------------------------------------ losses
+
+
+def test_loss_values() -> None:
+    chosen, rejected = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 2.0])
+    expected = (-math.log(1 / (1 + math.exp(-1))) - math.log(1 / (1 + math.exp(2)))) / 2 + 1e-3 * (1 + 0 + 0 + 4) / 4
+    assert bt_loss(chosen, rejected, 1e-3).item() == pytest.approx(expected, rel=1e-6)
+    assert bce_loss(torch.tensor([0.0, 2.0]), torch.tensor([1.0, 0.0])).item() == pytest.approx(
+        (math.log(2) + math.log(1 + math.exp(2))) / 2, rel=1e-6)
+
+
+@pytest.mark.parametrize(("loss", "lora"), [("bt", False), ("bce", False), ("bt", True), ("bce", True)])
+def test_training_reduces_the_loss_and_the_saved_verifier_reloads_identically(
+        run: Path, tiny_backbone: Path, tmp_path: Path, loss: str, lora: bool) -> None:
+    before = dataset_loss(initial_verifier(tiny_backbone), run, loss)
+    result = train_verifier(config(run, tmp_path / "v", tiny_backbone, loss=loss, lora=lora))
+    after = dataset_loss(result.verifier, run, loss)
+    assert result.trained and after < 0.5 * before, (before, after)
+    loaded = Verifier.load(tmp_path / "v", dtype="fp32", batch_size=result.verifier.batch_size)
+    examples = [(example.prompt, example.code) for example in load_rollouts([run]).examples]
+    assert loaded.score_texts(examples) == result.verifier.score_texts(examples)
+    assert not list((tmp_path / "v" / "checkpoints").glob("checkpoint-*"))  # removed once the verifier is written
+    assert not any("lora" in name for name in loaded.model.state_dict())  # LoRA is merged into the weights
+
+
+def test_verifier_json_records_how_it_was_made(run: Path, tiny_backbone: Path, tmp_path: Path) -> None:
+    train_verifier(config(run, tmp_path / "v", tiny_backbone, epochs=1))
+    info = read_info(tmp_path / "v")
+    assert info["format"] == "mucode.verifier/1" and info["loss"] == "bt" and info["template"] == "paper"
+    assert info["backbone"] == {"name": str(tiny_backbone), "model_id": tiny_backbone.name}
+    assert info["hyperparameters"]["learning_rate"] == 1e-3 and info["hyperparameters"]["l2_coeff"] == 1e-3
+    [recorded] = info["data"]["runs"]
+    assert recorded["path"] == str(run) and len(recorded["sha256"]) == 64
+    assert info["data"]["pairs"] == 16 == info["data"]["items"]  # 2 problems have both labels, 8 pairs each
+    assert info["data"]["problems"] == 3 and info["data"]["problems_with_both_labels"] == 2
+    assert info["training"]["steps"] == 2 and info["training"]["last_logged"]["loss"] > 0
+    assert 0 <= info["training"]["last_logged"]["accuracy"] <= 1
+    assert {"torch", "transformers", "peft", "mucode"} <= info["versions"].keys()
+    assert info["precision"] == "fp32" and info["timings"]["seconds"] > 0
+
+
+# ------------------------------------------------------------------------------------------- reruns
+
+
+class Interrupt(TrainerCallback):
+    """Stops training at a given step, as a kill would (the step's checkpoint is not written)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint(run: Path, tiny_backbone: Path, tmp_path: Path) -> None:
+    settings = {"save_steps": 1, "epochs": 2}
+    reference = train_verifier(config(run, tmp_path / "reference", tiny_backbone, **settings))
+    with pytest.raises(KeyboardInterrupt):
+        train_verifier(config(run, tmp_path / "v", tiny_backbone, **settings), callbacks=[Interrupt(3)])
+    assert [p.name for p in (tmp_path / "v" / "checkpoints").glob("checkpoint-*")] == ["checkpoint-2"]
+    with pytest.raises(ConfigError, match="is not a mucode verifier"):
+        Verifier.load(tmp_path / "v")  # nothing half-trained loads
+    with pytest.raises(ConfigError, match=r"checkpoints was started with another config: "
+                                          r"hyperparameters.epochs was 2, now 3 \(use --force"):
+        train_verifier(config(run, tmp_path / "v", tiny_backbone, **{**settings, "epochs": 3}))
+    resumed = train_verifier(config(run, tmp_path / "v", tiny_backbone, **settings))
+    assert resumed.info["training"]["resumed_from"].endswith("checkpoint-2")
+    assert resumed.info["training"]["steps"] == reference.info["training"]["steps"] == 4
+    examples = [(example.prompt, example.code) for example in load_rollouts([run]).examples]
+    assert resumed.verifier.score_texts(examples) == pytest.approx(reference.verifier.score_texts(examples), abs=1e-5)
+
+
+def test_rerunning_reuses_the_verifier_and_another_config_needs_force(run: Path, tiny_backbone: Path,
+                                                                      tmp_path: Path) -> None:
+    first = train_verifier(config(run, tmp_path / "v", tiny_backbone, epochs=1))
+    again = train_verifier(config(run, tmp_path / "v", tiny_backbone, epochs=1))
+    assert not again.trained and again.info == first.info
+    with pytest.raises(ConfigError, match=r"trained with another config \(hyperparameters.epochs changed\)"):
+        train_verifier(config(run, tmp_path / "v", tiny_backbone, epochs=2))
+    forced = train_verifier(config(run, tmp_path / "v", tiny_backbone, epochs=2, force=True))
+    assert forced.trained and forced.info["training"]["steps"] == 4
+
+
+def test_nothing_to_train_on_and_bad_options_are_one_line_errors(tiny_backbone: Path, tmp_path: Path) -> None:
+    hopeless = {key: [WRONG[key[0]]] for key in SCRIPT}  # no problem is ever solved: no pairs
+    run = write_run(tmp_path / "hopeless", script=hopeless, rollouts=2)
+    with pytest.raises(ConfigError, match=r"no training pairs in .*: no problem has both a correct and an incorrect"):
+        train_verifier(config(run, tmp_path / "v", tiny_backbone))
+    with pytest.raises(ConfigError, match="batch_size \\(10\\) must be a multiple of micro_batch_size \\(4\\)"):
+        config(run, tmp_path / "v", tiny_backbone, batch_size=10)
+    with pytest.raises(ConfigError, match="loss must be one of bt, bce; got 'hinge'"):
+        config(run, tmp_path / "v", tiny_backbone, loss="hinge")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match="is a file"):
+        train_verifier(config(run, tmp_path / "file", tiny_backbone))
