@@ -168,9 +168,7 @@ def _mucode(task_id: str, group: list[Mapping[str, Any]], config: ExpertConfig,
     examples = []
     for record in group:
         if record["success"]:
-            final = _final_turn(record)
-            examples.extend(_example(task_id, state, final["reply"], "own", final["code"], True)
-                            for state in _states(record))
+            examples.extend(_own_final_reply(task_id, record))
         elif any(record is chosen for chosen in failed):
             examples.extend(_example(task_id, state, best.reply, "relabelled", best.code, best.passed)
                             for state in _states(record))
@@ -200,13 +198,13 @@ def _rft_multi(task_id: str, group: list[Mapping[str, Any]], config: ExpertConfi
 def _rft_multi_hindsight(task_id: str, group: list[Mapping[str, Any]], config: ExpertConfig,
                          scores: Scores | None) -> list[SFTExample]:
     """The reference code's multi-turn RFT: every state of a successful trajectory → its final correct reply."""
-    examples = []
-    for record in group:
-        if record["success"]:
-            final = _final_turn(record)
-            examples.extend(_example(task_id, state, final["reply"], "own", final["code"], True)
-                            for state in _states(record))
-    return examples
+    return [example for record in group if record["success"] for example in _own_final_reply(task_id, record)]
+
+
+def _own_final_reply(task_id: str, record: Mapping[str, Any]) -> list[SFTExample]:
+    """Every state of a successful trajectory paired with the trajectory's own final (correct) reply."""
+    final = _final_turn(record)
+    return [_example(task_id, state, final["reply"], "own", final["code"], True) for state in _states(record)]
 
 
 def _rft_lv(task_id: str, group: list[Mapping[str, Any]], config: ExpertConfig,
