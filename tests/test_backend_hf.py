@@ -36,11 +36,6 @@ LONG = [{"role": "system", "content": "You write Python."},
 
 
 @pytest.fixture(scope="session")
-def smollm2_tokenizer(smollm2_gguf):
-    return transformers.AutoTokenizer.from_pretrained(smollm2_gguf.parent, gguf_file=smollm2_gguf.name)
-
-
-@pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, smollm2_tokenizer) -> Path:
     """A random 2-layer Llama (hidden size 64) over SmolLM2's vocabulary, saved with SmolLM2's tokenizer.
 

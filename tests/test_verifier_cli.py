@@ -17,10 +17,8 @@ from mucode.search import SearchConfig, search_steps
 from mucode.verifier import Verifier, load_rollouts
 from tests.scripted_backend import PROBLEMS, ScriptedBackend
 from tests.test_verifier_data import SCRIPT, OracleSandbox, write_run
-from tests.test_verifier_model import single_torch_thread, tiny_backbone_fixture
 
-tiny_backbone = pytest.fixture(scope="session")(tiny_backbone_fixture)
-one_thread = pytest.fixture(autouse=True, scope="module")(single_torch_thread)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TRAIN_OPTIONS = ["--loss", "bt", "--epochs", "1", "--batch-size", "8", "--micro-batch-size", "4",
                  "--pairs-per-problem", "4", "--precision", "fp32", "--learning-rate", "1e-3"]
@@ -40,19 +38,19 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def trained(runs: dict[str, Path], tiny_backbone: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def trained(runs: dict[str, Path], tiny_qwen2: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("verifier-cli-out") / "v"
-    assert mucode("verifier", "train", "--rollouts", f"{runs['a']},{runs['b']}", "--backbone", str(tiny_backbone),
+    assert mucode("verifier", "train", "--rollouts", f"{runs['a']},{runs['b']}", "--backbone", str(tiny_qwen2),
                   "--out", str(out), *TRAIN_OPTIONS) == 0
     return out
 
 
-def test_train_aggregates_runs_and_prints_a_summary(trained: Path, runs: dict[str, Path], tiny_backbone: Path,
+def test_train_aggregates_runs_and_prints_a_summary(trained: Path, runs: dict[str, Path], tiny_qwen2: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     info = json.loads((trained / "verifier.json").read_text())
     assert [run["path"] for run in info["data"]["runs"]] == [str(runs["a"]), str(runs["b"])]
     assert info["data"]["examples"] == len(load_rollouts([runs["a"], runs["b"]]).examples)
-    assert mucode("verifier", "train", "--rollouts", f"{runs['a']},{runs['b']}", "--backbone", str(tiny_backbone),
+    assert mucode("verifier", "train", "--rollouts", f"{runs['a']},{runs['b']}", "--backbone", str(tiny_qwen2),
                   "--out", str(trained), *TRAIN_OPTIONS) == 0
     output = capsys.readouterr().out
     for text in ("mucode verifier train", "already trained", "examples", "pairs", "steps", "fp32", str(trained)):

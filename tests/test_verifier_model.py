@@ -1,14 +1,12 @@
 """mucode.verifier.model: input format, score position, prefix sharing, head init, save/load, the Scorer hook.
 
 A random 2-layer Qwen2 (hidden size 64) over SmolLM2's real tokenizer and chat template stands in for a real
-backbone; one slow test runs the real SmolLM2-135M. Other verifier tests import `tiny_backbone` and `one_thread`.
+backbone; one slow test runs the real SmolLM2-135M. Other verifier tests import `tiny_qwen2` and `one_thread`.
 """
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,51 +29,12 @@ CODES = ["def add(a, b):\n    return a + b", "def add(a, b):\n    return a - b",
          "import operator\n\ndef add(a, b):\n    return operator.add(a, b)", "add = lambda a, b: a + b", ""]
 
 
-@functools.cache
-def _tokenizer(gguf: Path):
-    return transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-
-
-@functools.cache
-def tiny_backbone_dir(base: Path, gguf: Path) -> Path:
-    """A causal-LM folder, as `mucode verifier train --backbone` takes it; saved once per session (keyed by the
-    temp root), however many test modules ask for it.
-
-    The large init spreads the hidden states, so different codes get clearly different scores.
-    """
-    directory = base / "verifier-tiny-qwen2"
-    tokenizer = _tokenizer(gguf)
-    config = transformers.Qwen2Config(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
-                                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                                      max_position_embeddings=4096, initializer_range=0.2, tie_word_embeddings=True,
-                                      bos_token_id=tokenizer.bos_token_id, eos_token_id=IM_END)
-    torch.manual_seed(0)
-    transformers.Qwen2ForCausalLM(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
-
-
-def tiny_backbone_fixture(tmp_path_factory: pytest.TempPathFactory, smollm2_gguf: Path) -> Path:
-    return tiny_backbone_dir(tmp_path_factory.getbasetemp(), smollm2_gguf)
-
-
-def single_torch_thread() -> Iterator[None]:
-    """Tiny models gain nothing from intra-op threads, and on a busy 2-core machine spinning threads make every
-    kernel tens of times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-# Other verifier test modules make the same two fixtures from these functions.
-tiny_backbone = pytest.fixture(scope="session")(tiny_backbone_fixture)
-one_thread = pytest.fixture(autouse=True, scope="module")(single_torch_thread)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def verifier(tiny_backbone: Path) -> Verifier:
-    model, tokenizer, _ = load_backbone(str(tiny_backbone), seed=1)
+def verifier(tiny_qwen2: Path) -> Verifier:
+    model, tokenizer, _ = load_backbone(str(tiny_qwen2), seed=1)
     return Verifier(model, tokenizer, {"template": "paper"}, template="paper", batch_size=2)
 
 
@@ -144,10 +103,10 @@ def test_score_builds_the_prompt_from_the_problem_with_the_template(verifier: Ve
     assert short.score(problem, codes) != pytest.approx(expected, abs=1e-6)
 
 
-def test_head_is_seeded_scaled_and_dropout_is_off(tiny_backbone: Path) -> None:
-    first, _, ref = load_backbone(str(tiny_backbone), seed=7)
-    again, _, _ = load_backbone(str(tiny_backbone), seed=7)
-    other, _, _ = load_backbone(str(tiny_backbone), seed=8)
+def test_head_is_seeded_scaled_and_dropout_is_off(tiny_qwen2: Path) -> None:
+    first, _, ref = load_backbone(str(tiny_qwen2), seed=7)
+    again, _, _ = load_backbone(str(tiny_qwen2), seed=7)
+    other, _, _ = load_backbone(str(tiny_qwen2), seed=8)
     assert torch.equal(first.score.weight, again.score.weight)
     assert not torch.equal(first.score.weight, other.score.weight)
     assert first.score.weight.shape == (1, 64) and first.score.bias is None

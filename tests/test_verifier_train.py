@@ -26,10 +26,8 @@ from mucode.verifier import (  # noqa: E402
     train_verifier,
 )
 from tests.test_verifier_data import SCRIPT, WRONG, write_run  # noqa: E402
-from tests.test_verifier_model import single_torch_thread, tiny_backbone_fixture  # noqa: E402
 
-tiny_backbone = pytest.fixture(scope="session")(tiny_backbone_fixture)
-one_thread = pytest.fixture(autouse=True, scope="module")(single_torch_thread)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SETTINGS = {"epochs": 4, "batch_size": 8, "micro_batch_size": 4, "pairs_per_problem": 8, "precision": "fp32",
             "progress": False, "save_steps": 100, "logging_steps": 1}
@@ -75,9 +73,9 @@ def test_loss_values() -> None:
 
 @pytest.mark.parametrize(("loss", "lora"), [("bt", False), ("bce", False), ("bt", True), ("bce", True)])
 def test_training_reduces_the_loss_and_the_saved_verifier_reloads_identically(
-        run: Path, tiny_backbone: Path, tmp_path: Path, loss: str, lora: bool) -> None:
-    before = dataset_loss(initial_verifier(tiny_backbone), run, loss)
-    result = train_verifier(config(run, tmp_path / "v", tiny_backbone, loss=loss, lora=lora))
+        run: Path, tiny_qwen2: Path, tmp_path: Path, loss: str, lora: bool) -> None:
+    before = dataset_loss(initial_verifier(tiny_qwen2), run, loss)
+    result = train_verifier(config(run, tmp_path / "v", tiny_qwen2, loss=loss, lora=lora))
     after = dataset_loss(result.verifier, run, loss)
     assert result.trained and after < 0.5 * before, (before, after)
     loaded = Verifier.load(tmp_path / "v", dtype="fp32", batch_size=result.verifier.batch_size)
@@ -87,11 +85,11 @@ def test_training_reduces_the_loss_and_the_saved_verifier_reloads_identically(
     assert not any("lora" in name for name in loaded.model.state_dict())  # LoRA is merged into the weights
 
 
-def test_verifier_json_records_how_it_was_made(run: Path, tiny_backbone: Path, tmp_path: Path) -> None:
-    train_verifier(config(run, tmp_path / "v", tiny_backbone, epochs=1))
+def test_verifier_json_records_how_it_was_made(run: Path, tiny_qwen2: Path, tmp_path: Path) -> None:
+    train_verifier(config(run, tmp_path / "v", tiny_qwen2, epochs=1))
     info = read_info(tmp_path / "v")
     assert info["format"] == "mucode.verifier/1" and info["loss"] == "bt" and info["template"] == "paper"
-    assert info["backbone"] == {"name": str(tiny_backbone), "model_id": tiny_backbone.name}
+    assert info["backbone"] == {"name": str(tiny_qwen2), "model_id": tiny_qwen2.name}
     assert info["hyperparameters"]["learning_rate"] == 1e-3 and info["hyperparameters"]["l2_coeff"] == 1e-3
     [recorded] = info["data"]["runs"]
     assert recorded["path"] == str(run) and len(recorded["sha256"]) == 64
@@ -117,44 +115,44 @@ class Interrupt(TrainerCallback):
             raise KeyboardInterrupt
 
 
-def test_an_interrupted_run_resumes_from_its_checkpoint(run: Path, tiny_backbone: Path, tmp_path: Path) -> None:
+def test_an_interrupted_run_resumes_from_its_checkpoint(run: Path, tiny_qwen2: Path, tmp_path: Path) -> None:
     settings = {"save_steps": 1, "epochs": 2}
-    reference = train_verifier(config(run, tmp_path / "reference", tiny_backbone, **settings))
+    reference = train_verifier(config(run, tmp_path / "reference", tiny_qwen2, **settings))
     with pytest.raises(KeyboardInterrupt):
-        train_verifier(config(run, tmp_path / "v", tiny_backbone, **settings), callbacks=[Interrupt(3)])
+        train_verifier(config(run, tmp_path / "v", tiny_qwen2, **settings), callbacks=[Interrupt(3)])
     assert [p.name for p in (tmp_path / "v" / "checkpoints").glob("checkpoint-*")] == ["checkpoint-2"]
     with pytest.raises(ConfigError, match="is not a mucode verifier"):
         Verifier.load(tmp_path / "v")  # nothing half-trained loads
     with pytest.raises(ConfigError, match=r"checkpoints was started with another config: "
                                           r"hyperparameters.epochs was 2, now 3 \(use --force"):
-        train_verifier(config(run, tmp_path / "v", tiny_backbone, **{**settings, "epochs": 3}))
-    resumed = train_verifier(config(run, tmp_path / "v", tiny_backbone, **settings))
+        train_verifier(config(run, tmp_path / "v", tiny_qwen2, **{**settings, "epochs": 3}))
+    resumed = train_verifier(config(run, tmp_path / "v", tiny_qwen2, **settings))
     assert resumed.info["training"]["resumed_from"].endswith("checkpoint-2")
     assert resumed.info["training"]["steps"] == reference.info["training"]["steps"] == 4
     examples = [(example.prompt, example.code) for example in load_rollouts([run]).examples]
     assert resumed.verifier.score_texts(examples) == pytest.approx(reference.verifier.score_texts(examples), abs=1e-5)
 
 
-def test_rerunning_reuses_the_verifier_and_another_config_needs_force(run: Path, tiny_backbone: Path,
+def test_rerunning_reuses_the_verifier_and_another_config_needs_force(run: Path, tiny_qwen2: Path,
                                                                       tmp_path: Path) -> None:
-    first = train_verifier(config(run, tmp_path / "v", tiny_backbone, epochs=1))
-    again = train_verifier(config(run, tmp_path / "v", tiny_backbone, epochs=1))
+    first = train_verifier(config(run, tmp_path / "v", tiny_qwen2, epochs=1))
+    again = train_verifier(config(run, tmp_path / "v", tiny_qwen2, epochs=1))
     assert not again.trained and again.info == first.info
     with pytest.raises(ConfigError, match=r"trained with another config \(hyperparameters.epochs changed\)"):
-        train_verifier(config(run, tmp_path / "v", tiny_backbone, epochs=2))
-    forced = train_verifier(config(run, tmp_path / "v", tiny_backbone, epochs=2, force=True))
+        train_verifier(config(run, tmp_path / "v", tiny_qwen2, epochs=2))
+    forced = train_verifier(config(run, tmp_path / "v", tiny_qwen2, epochs=2, force=True))
     assert forced.trained and forced.info["training"]["steps"] == 4
 
 
-def test_nothing_to_train_on_and_bad_options_are_one_line_errors(tiny_backbone: Path, tmp_path: Path) -> None:
+def test_nothing_to_train_on_and_bad_options_are_one_line_errors(tiny_qwen2: Path, tmp_path: Path) -> None:
     hopeless = {key: [WRONG[key[0]]] for key in SCRIPT}  # no problem is ever solved: no pairs
     run = write_run(tmp_path / "hopeless", script=hopeless, rollouts=2)
     with pytest.raises(ConfigError, match=r"no training pairs in .*: no problem has both a correct and an incorrect"):
-        train_verifier(config(run, tmp_path / "v", tiny_backbone))
+        train_verifier(config(run, tmp_path / "v", tiny_qwen2))
     with pytest.raises(ConfigError, match="batch_size \\(10\\) must be a multiple of micro_batch_size \\(4\\)"):
-        config(run, tmp_path / "v", tiny_backbone, batch_size=10)
+        config(run, tmp_path / "v", tiny_qwen2, batch_size=10)
     with pytest.raises(ConfigError, match="loss must be one of bt, bce; got 'hinge'"):
-        config(run, tmp_path / "v", tiny_backbone, loss="hinge")
+        config(run, tmp_path / "v", tiny_qwen2, loss="hinge")
     (tmp_path / "file").write_text("")
     with pytest.raises(ConfigError, match="is a file"):
-        train_verifier(config(run, tmp_path / "file", tiny_backbone))
+        train_verifier(config(run, tmp_path / "file", tiny_qwen2))

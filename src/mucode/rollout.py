@@ -77,6 +77,8 @@ class RolloutConfig:
     batch_size: int = DEFAULT_BATCH_SIZE
     force: bool = False
     progress: bool | None = None  # None: a progress bar when stderr is a terminal
+    #: Keyword options of the backend (e.g. ``{"dtype": "fp32"}`` for hf, ``{"kv_layout": "streams"}`` for llamacpp).
+    backend_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_positive("rollouts", self.rollouts)
@@ -98,7 +100,7 @@ def rollout(config: RolloutConfig) -> dict[str, Any]:
     all_problems = load_problems(config.dataset, config.split, policy=config.policy)
     problems = select_problems(all_problems, config.limit, config.ids)
     source = dataset_source(config.dataset, config.split, config.policy, all_problems)
-    with load_backend(config.backend, config.model) as backend, \
+    with load_backend(config.backend, config.model, **config.backend_options) as backend, \
             open_sandbox(config.workers, dataset_limits(config.dataset)) as sandbox:
         return run_rollouts(problems, backend, sandbox, rollouts=config.rollouts, turns=config.turns,
                             params=config.sampling(), template=config.template, stop_on=config.stop_on,

@@ -365,6 +365,10 @@ class EvalConfig:
     force: bool = False
     progress: bool | None = None
     plot: bool = True
+    #: Keyword options of the backend (e.g. ``{"dtype": "fp32"}`` for hf, ``{"kv_layout": "streams"}`` for llamacpp).
+    backend_options: Mapping[str, Any] = field(default_factory=dict)
+    #: How reports name the generator ("Instruct", "μCode (iter 1)"); None: the model name.
+    label: str | None = None
 
     def __post_init__(self) -> None:
         check_selection(self.limit, self.workers)
@@ -381,14 +385,16 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
     scorer = load_scorer(config.verifier) if config.verifier else None
     source = {"source": dataset_source(config.dataset, config.split, config.policy, all_problems),
               "verifier": config.verifier}
-    with load_backend(config.backend, config.model) as backend, \
+    with load_backend(config.backend, config.model, **config.backend_options) as backend, \
             open_sandbox(config.workers, dataset_limits(config.dataset)) as sandbox:
         records, throughput = run_searches(problems, backend, sandbox, config.search, out_dir=config.out,
                                            scorer=scorer, identity=source, progress=config.progress,
                                            batch_size=config.batch_size, force=config.force)
         notes = [note for note in (f"sandbox: {sandbox.warning}" if sandbox.warning else None,
                                    unbatched_warning(backend, config.search.sampling())) if note]
-        run = {**backend_identity(backend), "model": config.model, "search": config.search.to_dict(), **source,
+        run = {**backend_identity(backend), "model": config.model, "backend_options": dict(config.backend_options),
+               "label": config.label,
+               "search": config.search.to_dict(), **source,
                "limit": config.limit, "ids": list(config.ids), "workers": sandbox.workers,
                "batch_size": config.batch_size, "limits": asdict(sandbox.limits), "isolation": sandbox.isolation}
     return write_eval_outputs(Path(config.out), problems, records, run, throughput, config.plot, notes)

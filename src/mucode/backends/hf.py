@@ -90,7 +90,7 @@ class HFBackend(Backend):
         source = locate_model(self.model)
         directory = source.path if source.format == "hf" else dequantised_dir(source, self.cache_dir)
         self._tokenizer = load_tokenizer(directory)
-        self._model = _load_model(directory, torch_dtype, self.device, self.adapter)
+        self._model = load_model(directory, torch_dtype, self.device, self.adapter)
         self._stop_ids = end_of_turn_ids(self._tokenizer, self._model.generation_config)
         self._model.generation_config = _neutral_generation_config(self._model.generation_config, self._stop_ids)
         self.model_id = source.model_id + (_adapter_id(Path(self.adapter)) if self.adapter else "")
@@ -239,7 +239,8 @@ def load_tokenizer(directory: Path):
     return tokenizer
 
 
-def _load_model(directory: Path, dtype: torch.dtype, device: str, adapter: str | None):
+def load_model(directory: Path, dtype: torch.dtype, device: str, adapter: str | None):
+    """A causal LM in eval mode on ``device``, with ``adapter`` (a PEFT folder) merged in when given."""
     model = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype)
     if adapter:
         model = _merge_adapter(model, Path(adapter))

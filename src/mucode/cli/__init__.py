@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from mucode import __version__
-from mucode.cli import datasets, evaluate, models, rollout, solve, verifier
+from mucode.cli import datasets, evaluate, export, models, report, rollout, solve, train, verifier
 from mucode.cli import eval as eval_
 from mucode.cli.console import print_error
 from mucode.errors import ConfigError, DataError, MucodeError
@@ -27,6 +27,9 @@ app.command("datasets")(datasets.datasets_command)
 app.command("rollout")(rollout.rollout_command)
 app.command("eval")(eval_.eval_command)
 app.command("solve")(solve.solve_command)
+app.command("report")(report.report_command)
+app.command("train")(train.train_command)
+app.command("export")(export.export_command)
 app.add_typer(models.app, name="models")
 app.add_typer(verifier.app, name="verifier")
 

@@ -65,13 +65,15 @@ def eval_command(
     batch_size: Annotated[int, typer.Option(help="Searches in flight; a killed run redoes at most these.")]
     = DEFAULT_BATCH_SIZE,
     force: Force = False,
+    label: Annotated[str | None, typer.Option(help="How `mucode report` names this model (default: --model).")]
+    = None,
 ) -> None:
     """Evaluate a model by multi-turn Best-of-N: success within k turns, pass@k over searches, with 95% CIs."""
     search = SearchConfig(n=n, turns=turns, selector=selector, searches=searches, temperature=temperature,
                           top_p=top_p, max_tokens=max_tokens, seed=seed, template=template, greedy=greedy)
     config = EvalConfig(model=model, dataset=dataset, out=str(out), search=search, backend=backend, split=split,
                         policy=policy, limit=limit, ids=split_ids(ids), verifier=verifier, workers=workers,
-                        batch_size=batch_size, force=force)
+                        batch_size=batch_size, force=force, label=label)
     results = run_eval(config)
     for warning in results["warnings"]:
         print_warning(warning)

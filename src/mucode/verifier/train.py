@@ -18,26 +18,31 @@ config is refused (ConfigError naming the field) unless ``force``. The final mod
 
 from __future__ import annotations
 
-import importlib.util
-import math
-import shutil
-import sys
 import time
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+from transformers import Trainer, TrainerCallback, set_seed
+from transformers.trainer_utils import get_last_checkpoint
 
-from mucode.backends.hf import cpu_bf16_is_faster
 from mucode.errors import ConfigError
+from mucode.finetune import (
+    Optimisation,
+    autocast,
+    changed_fields,
+    check_precision,
+    checkpoint_dir,
+    drop_checkpoints,
+    final_metrics,
+    lora_config,
+    use_bf16,
+)
 from mucode.models import DEFAULT_MODEL
-from mucode.rollout import check_positive, prepare_run_dir
+from mucode.rollout import check_positive
 from mucode.verifier.data import (
     DEFAULT_PAIRS_PER_PROBLEM,
     Example,
@@ -61,8 +66,6 @@ from mucode.verifier.model import (
 )
 
 LOSSES = ("bt", "bce")
-PRECISIONS = ("auto", "bf16", "fp32")
-CHECKPOINTS_DIR = "checkpoints"
 #: Learning rates when none is given. The reference's 1e-6 full fine-tuning is for a 1B model on 4 GPUs with
 #: 12k pairs; on CPU, with fewer steps and a smaller model, a larger step is needed to move at all.
 DEFAULT_LEARNING_RATE = {"full": 1e-5, "lora": 1e-4}
@@ -108,22 +111,23 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ConfigError(f"loss must be one of {', '.join(LOSSES)}; got {self.loss!r}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}")
+        check_precision(self.precision)
         for name in ("lora_rank", "lora_alpha", "epochs", "batch_size", "micro_batch_size", "pairs_per_problem",
                      "max_length", "save_steps", "logging_steps"):
             check_positive(name, getattr(self, name))
-        if self.batch_size % self.micro_batch_size:
-            raise ConfigError(f"batch_size ({self.batch_size}) must be a multiple of micro_batch_size "
-                              f"({self.micro_batch_size})")
-        for name in ("l2_coeff", "weight_decay", "adam_epsilon", "max_grad_norm", "lora_dropout"):
+        for name in ("l2_coeff", "lora_dropout"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.learning_rate is None:
             object.__setattr__(self, "learning_rate", DEFAULT_LEARNING_RATE["lora" if self.lora else "full"])
-        if not self.learning_rate or self.learning_rate <= 0:
-            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
+        self.optimisation()  # validates the batch sizes, learning rate and optimiser settings
         object.__setattr__(self, "rollouts", tuple(str(run) for run in self.rollouts))
+
+    def optimisation(self) -> Optimisation:
+        return Optimisation(epochs=self.epochs, batch_size=self.batch_size, micro_batch_size=self.micro_batch_size,
+                            learning_rate=float(self.learning_rate or 0), weight_decay=self.weight_decay,
+                            adam_epsilon=self.adam_epsilon, max_grad_norm=self.max_grad_norm, seed=self.seed,
+                            save_steps=self.save_steps, logging_steps=self.logging_steps)
 
     def hyperparameters(self) -> dict[str, Any]:
         """The fields that determine the trained weights (not where they go or how progress is shown)."""
@@ -234,7 +238,7 @@ class VerifierTrainer(Trainer):
 
     def compute_loss(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor], return_outputs: bool = False,
                      num_items_in_batch: torch.Tensor | int | None = None) -> Any:
-        with self._autocast(inputs["input_ids"].device):
+        with autocast(self.bf16, inputs["input_ids"].device):
             scores = sequence_scores(model, inputs["input_ids"], inputs["attention_mask"])
         if self.loss_name == "bt":
             chosen, rejected = scores.chunk(2)
@@ -254,8 +258,6 @@ class VerifierTrainer(Trainer):
             self._correct, self._seen = 0.0, 0
         super().log(logs, start_time)
 
-    def _autocast(self, device: torch.device) -> AbstractContextManager[Any]:
-        return torch.autocast(device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
 
 
 # --------------------------------------------------------------------------------------------- entry
@@ -279,7 +281,7 @@ def train_verifier(config: TrainConfig, callbacks: Sequence[TrainerCallback] = (
     if finished is not None:
         return finished
     selected, data_info = _training_data(config, data)
-    checkpoints = _checkpoint_dir(out, identity, config.force)
+    checkpoints = checkpoint_dir(out, identity, config.force)
     set_seed(config.seed)
     model, tokenizer, ref = load_backbone(config.backbone, seed=config.seed)
     items, dropped = _training_items(config, selected, _Encoded(InputFormat(tokenizer)))
@@ -287,7 +289,8 @@ def train_verifier(config: TrainConfig, callbacks: Sequence[TrainerCallback] = (
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if config.lora:
         model = _with_lora(model, config)
-    trainer = VerifierTrainer(model=model, args=_training_arguments(config, checkpoints, len(items)),
+    args = config.optimisation().arguments(checkpoints, len(items), config.progress)
+    trainer = VerifierTrainer(model=model, args=args,
                               train_dataset=ItemDataset(items),
                               data_collator=Collator(config.loss, tokenizer.pad_token_id or 0),
                               callbacks=list(callbacks), loss_name=config.loss, l2_coeff=config.l2_coeff, bf16=bf16)
@@ -298,23 +301,13 @@ def train_verifier(config: TrainConfig, callbacks: Sequence[TrainerCallback] = (
             "loss": config.loss, "template": data.template, "hyperparameters": config.hyperparameters(),
             "precision": "bf16" if bf16 else "fp32",
             "data": {**data_info, "items": len(items), "dropped_too_long": dropped, "runs": data.fingerprint()},
-            "training": {**_final_metrics(trainer, output.metrics), "resumed_from": resume},
+            "training": {**final_metrics(trainer, output.metrics, ("loss", "accuracy")), "resumed_from": resume},
             "timings": {"seconds": round(time.time() - started, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")},
             "versions": versions()}
     save_verifier(final, tokenizer, out, info)
-    if not config.keep_checkpoints:  # the weights and optimiser states; the TensorBoard logs in runs/ stay
-        for checkpoint in checkpoints.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
-            shutil.rmtree(checkpoint, ignore_errors=True)
+    if not config.keep_checkpoints:
+        drop_checkpoints(checkpoints)
     return TrainResult(read_info(out), Verifier(final, tokenizer, info, template=data.template), trained=True)
-
-
-def use_bf16(precision: str) -> bool:
-    """Whether to autocast to bf16: asked for, or "auto" on hardware where it pays."""
-    if precision != "auto":
-        return precision == "bf16"
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    return cpu_bf16_is_faster()
 
 
 def _finished_verifier(out: Path, identity: Mapping[str, Any], force: bool) -> TrainResult | None:
@@ -325,23 +318,11 @@ def _finished_verifier(out: Path, identity: Mapping[str, Any], force: bool) -> T
         (out / INFO_FILE).unlink()
         return None
     info = read_info(out)
-    differing = _changed_fields(info.get("identity", {}), identity)
+    differing = changed_fields(info.get("identity", {}), identity)
     if differing:
         raise ConfigError(f"{out} holds a verifier trained with another config ({', '.join(differing)} changed); "
                           "use --force to retrain, or another --out")
     return TrainResult(info, Verifier.load(out, dtype="fp32"), trained=False)
-
-
-def _changed_fields(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
-    """Dotted names of the fields that differ between two (nested) configs."""
-    changed: list[str] = []
-    for name in sorted(set(old) | set(new)):
-        before, after = old.get(name), new.get(name)
-        if isinstance(before, Mapping) and isinstance(after, Mapping):
-            changed += _changed_fields(before, after, f"{prefix}{name}.")
-        elif before != after:
-            changed.append(f"{prefix}{name}")
-    return changed
 
 
 def _training_data(config: TrainConfig, data: RolloutData) -> tuple[list[Any], dict[str, Any]]:
@@ -371,50 +352,8 @@ def _training_items(config: TrainConfig, selected: Sequence[Any],
 
 def _with_lora(model: torch.nn.Module, config: TrainConfig) -> torch.nn.Module:
     """LoRA adapters on every linear layer of the backbone; the scalar head is trained in full."""
-    try:
-        from peft import LoraConfig, get_peft_model
-    except ImportError as error:
-        raise ConfigError(f"--lora needs peft: {error} (install it with `pip install mucode[hf]`)") from error
-    lora = LoraConfig(task_type="SEQ_CLS", r=config.lora_rank, lora_alpha=config.lora_alpha,
-                      lora_dropout=config.lora_dropout, target_modules="all-linear", modules_to_save=["score"])
+    lora = lora_config("SEQ_CLS", config.lora_rank, config.lora_alpha, config.lora_dropout,
+                       modules_to_save=["score"])
+    from peft import get_peft_model
+
     return get_peft_model(model, lora)
-
-
-def _checkpoint_dir(out: Path, identity: Mapping[str, Any], force: bool) -> Path:
-    """``out/checkpoints``, whose config.json must match ``identity`` (``force`` deletes it first)."""
-    checkpoints = out / CHECKPOINTS_DIR
-    if force:
-        shutil.rmtree(checkpoints, ignore_errors=True)
-    return prepare_run_dir(checkpoints, identity, force=False, outputs=[])
-
-
-def _training_arguments(config: TrainConfig, checkpoints: Path, items: int) -> TrainingArguments:
-    accumulation = config.batch_size // config.micro_batch_size
-    progress = sys.stderr.isatty() if config.progress is None else config.progress
-    return TrainingArguments(
-        output_dir=str(checkpoints), per_device_train_batch_size=config.micro_batch_size,
-        gradient_accumulation_steps=accumulation, num_train_epochs=config.epochs,
-        learning_rate=config.learning_rate, lr_scheduler_type="linear", warmup_steps=0,
-        weight_decay=config.weight_decay, adam_epsilon=config.adam_epsilon, max_grad_norm=config.max_grad_norm,
-        optim="adamw_torch", seed=config.seed, data_seed=config.seed,
-        save_strategy="steps", save_steps=config.save_steps, save_total_limit=1,
-        logging_strategy="steps", logging_steps=min(config.logging_steps, _steps(config, items)),
-        report_to=["tensorboard"] if importlib.util.find_spec("tensorboard") else "none",
-        disable_tqdm=not progress, remove_unused_columns=False, label_names=[], dataloader_num_workers=0,
-        dataloader_pin_memory=False, use_cpu=not torch.cuda.is_available())
-
-
-def _steps(config: TrainConfig, items: int) -> int:
-    """Optimiser steps of the whole run (the Trainer's count: a last partial accumulation makes a step)."""
-    micro_batches = math.ceil(items / config.micro_batch_size)
-    return max(1, math.ceil(micro_batches / (config.batch_size // config.micro_batch_size))) * config.epochs
-
-
-def _final_metrics(trainer: Trainer, metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """The Trainer's totals and the last logged loss and accuracy."""
-    last = next((entry for entry in reversed(trainer.state.log_history) if "loss" in entry), {})
-    return {"steps": trainer.state.global_step, "epochs": trainer.state.epoch,
-            "train_loss": metrics.get("train_loss"), "train_runtime": metrics.get("train_runtime"),
-            "last_logged": {name: last[name] for name in ("step", "loss", "accuracy", "learning_rate") if name in last},
-            "log_history": [entry for entry in trainer.state.log_history if "loss" in entry]}
-

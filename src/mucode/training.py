@@ -1,0 +1,371 @@
+"""Generator fine-tuning (METHOD.md §6): supervised learning of the expert's (state → reply) examples.
+
+Each example is a conversation ending with a user message (the state) and the reply to learn (the expert's y*
+or a trajectory's own reply, `mucode.expert.SFTExample`). The input is rendered with the model's own chat
+template exactly as generation renders it, and the loss falls only on the reply and the template's
+end-of-turn token:
+
+- the prompt is ``apply_chat_template(state, add_generation_prompt=True)`` and is tokenised on its own, like
+  the backends tokenise prompts, so training sees the token boundary inference sees (no ``<|response|>``
+  marker between header and reply, the reference's mismatch);
+- the completion is the rest of the rendered full conversation up to and including the end-of-turn token
+  (``<|im_end|>`` for Qwen, ``<|eot_id|>`` for Llama); it is trained, because a model that never learns to
+  stop writes until ``max_tokens`` (the reference masked it as padding: pad = eos);
+- padding is masked by length, never by token id; the template's own BOS is not doubled
+  (``add_special_tokens=False``).
+
+Training runs through a transformers `Trainer` (resumable checkpoints, TensorBoard logs, the shared contract of
+`mucode.finetune`), from the base model every time (the paper's choice; ``init`` picks another folder), fully
+or with LoRA. The result is ``OUT/model``: a plain transformers folder with merged weights that the ``hf``
+backend loads and `mucode.export` turns into GGUF for llama.cpp; with LoRA, ``OUT/adapter`` keeps the small
+adapter too. ``OUT/sft.json`` is written last: its presence means the folder is complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, PreTrainedModel, Trainer, TrainerCallback, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from mucode.backends.hf import dequantised_dir, load_tokenizer, locate_model, template_end_id
+from mucode.errors import ConfigError, DataError
+from mucode.expert import SFTExample
+from mucode.finetune import (
+    Optimisation,
+    autocast,
+    changed_fields,
+    check_precision,
+    checkpoint_dir,
+    drop_checkpoints,
+    final_metrics,
+    lora_config,
+    use_bf16,
+)
+from mucode.models import DEFAULT_MODEL
+from mucode.rollout import check_positive, write_json
+from mucode.verifier.model import disable_dropout, quiet_transformers, right_pad, versions
+
+SFT_FORMAT = "mucode.sft/1"
+INFO_FILE = "sft.json"
+MODEL_DIR = "model"
+ADAPTER_DIR = "adapter"
+IGNORE_INDEX = -100
+#: The paper's full fine-tuning rate (METHOD.md §6, a 1B model, batch 32); LoRA needs a far larger step.
+DEFAULT_LEARNING_RATE = {"full": 5e-7, "lora": 1e-4}
+
+
+@dataclass(frozen=True)
+class SFTConfig:
+    """One generator fine-tuning run. Defaults are the paper's (METHOD.md §6) where they apply.
+
+    ``examples``: JSONL files of `SFTExample` lines (the expert stage's output), concatenated in order (data
+    aggregated across iterations is just several files). ``base``: a registry name, GGUF file or transformers
+    folder; training always starts from it. ``batch_size`` is reached by accumulating ``micro_batch_size``
+    sequences. ``max_length``: longer examples are dropped and counted, never truncated (a truncated reply
+    would teach the model to stop mid-code).
+    """
+
+    examples: tuple[str, ...]
+    out: str
+    base: str = DEFAULT_MODEL
+    lora: bool = False
+    lora_rank: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    learning_rate: float | None = None
+    epochs: int = 2
+    batch_size: int = 32
+    micro_batch_size: int = 1
+    max_length: int = 4096
+    weight_decay: float = 0.0
+    adam_epsilon: float = 1e-8
+    max_grad_norm: float = 1.0
+    seed: int = 42
+    precision: str = "auto"
+    gradient_checkpointing: bool = False
+    save_steps: int = 20
+    logging_steps: int = 5
+    keep_checkpoints: bool = False
+    force: bool = False
+    progress: bool | None = None  # None: progress bars when stderr is a terminal
+
+    def __post_init__(self) -> None:
+        check_precision(self.precision)
+        for name in ("lora_rank", "lora_alpha", "epochs", "batch_size", "micro_batch_size", "max_length",
+                     "save_steps", "logging_steps"):
+            check_positive(name, getattr(self, name))
+        if self.lora_dropout < 0:
+            raise ConfigError(f"lora_dropout must be >= 0, got {self.lora_dropout}")
+        if self.learning_rate is None:
+            object.__setattr__(self, "learning_rate", DEFAULT_LEARNING_RATE["lora" if self.lora else "full"])
+        self.optimisation()
+        object.__setattr__(self, "examples", tuple(str(path) for path in self.examples))
+        if not self.examples:
+            raise ConfigError("no example files given")
+
+    def optimisation(self) -> Optimisation:
+        return Optimisation(epochs=self.epochs, batch_size=self.batch_size, micro_batch_size=self.micro_batch_size,
+                            learning_rate=float(self.learning_rate or 0), weight_decay=self.weight_decay,
+                            adam_epsilon=self.adam_epsilon, max_grad_norm=self.max_grad_norm, seed=self.seed,
+                            save_steps=self.save_steps, logging_steps=self.logging_steps)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The fields that determine the trained weights (not where they go or how progress is shown)."""
+        ignored = {"examples", "out", "force", "progress", "save_steps", "logging_steps", "keep_checkpoints"}
+        return {item.name: getattr(self, item.name) for item in fields(self) if item.name not in ignored}
+
+
+@dataclass
+class SFTResult:
+    """What `train_generator` returns: the ``sft.json`` content and the folder of the merged model."""
+
+    info: dict[str, Any]
+    model_dir: Path
+    trained: bool
+
+
+# ------------------------------------------------------------------------------------------- the data
+
+
+def load_examples(paths: Sequence[str | os.PathLike[str]]) -> list[SFTExample]:
+    """Every example of the JSONL files, in order; DataError naming the file and line of a malformed one."""
+    examples: list[SFTExample] = []
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise ConfigError(f"example file {path} does not exist")
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                examples.append(SFTExample.from_dict(json.loads(line)))
+            except (ValueError, KeyError, TypeError) as error:
+                raise DataError(f"{path}:{number}: not an SFT example ({type(error).__name__}: {error})") from None
+    return examples
+
+
+def write_examples(path: str | os.PathLike[str], examples: Iterable[SFTExample]) -> None:
+    """The examples as JSONL, written atomically (the expert stage's output)."""
+    from mucode.samples import write_atomic
+
+    text = "".join(json.dumps(example.to_dict(), ensure_ascii=False) + "\n" for example in examples)
+    write_atomic(path, text.encode("utf-8"))
+
+
+class ChatEncoder:
+    """Token ids and loss labels of (state → reply) with the tokenizer's chat template (see the module doc)."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        end_id = template_end_id(tokenizer)
+        self.end_text = tokenizer.decode([end_id]) if end_id is not None else None
+
+    def encode(self, messages: Sequence[Mapping[str, str]], reply: str) -> dict[str, list[int]]:
+        """``input_ids`` (prompt + reply + end-of-turn) and ``labels`` (IGNORE_INDEX over the prompt)."""
+        prompt_text = self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+        full_text = self.tokenizer.apply_chat_template([*messages, {"role": "assistant", "content": reply}],
+                                                       tokenize=False)
+        if not full_text.startswith(prompt_text):
+            raise DataError("the chat template renders the conversation differently once a reply follows it; "
+                            "cannot separate prompt and reply")
+        completion = self._completion(full_text[len(prompt_text):])
+        prompt = self.tokenizer(prompt_text, add_special_tokens=False).input_ids
+        target = self.tokenizer(completion, add_special_tokens=False).input_ids
+        return {"input_ids": prompt + target, "labels": [IGNORE_INDEX] * len(prompt) + target}
+
+    def _completion(self, rendered: str) -> str:
+        """The reply and its end-of-turn token; what the template writes after that (a newline) is not trained."""
+        if self.end_text is None:
+            return rendered.rstrip() + (self.tokenizer.eos_token or "")
+        cut = rendered.find(self.end_text)
+        if cut < 0:
+            raise DataError(f"the chat template did not close the reply with {self.end_text!r}")
+        return rendered[:cut + len(self.end_text)]
+
+
+def encode_examples(examples: Sequence[SFTExample], encoder: ChatEncoder,
+                    max_length: int) -> tuple[list[dict[str, list[int]]], int]:
+    """The Trainer's items and how many examples were longer than ``max_length`` (dropped)."""
+    items = [encoder.encode(example.messages, example.target) for example in examples]
+    kept = [item for item in items if len(item["input_ids"]) <= max_length]
+    return kept, len(items) - len(kept)
+
+
+class _Items(torch.utils.data.Dataset):
+    def __init__(self, items: Sequence[dict[str, list[int]]]) -> None:
+        self.items = list(items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, list[int]]:
+        return self.items[index]
+
+
+class Collator:
+    """Right-pads a micro-batch; the attention mask comes from the lengths and padded labels are ignored."""
+
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
+
+    def __call__(self, items: Sequence[Mapping[str, list[int]]]) -> dict[str, torch.Tensor]:
+        ids, mask = right_pad([item["input_ids"] for item in items], self.pad_id, "cpu")
+        labels, _ = right_pad([item["labels"] for item in items], IGNORE_INDEX, "cpu")
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+# -------------------------------------------------------------------------------------------- trainer
+
+
+class SFTTrainer(Trainer):
+    """A Trainer whose forward pass may run under bf16 autocast (the verifier's trainer does the same)."""
+
+    def __init__(self, *args: Any, bf16: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.bf16 = bf16
+
+    def compute_loss(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor], return_outputs: bool = False,
+                     num_items_in_batch: torch.Tensor | int | None = None) -> Any:
+        with autocast(self.bf16, inputs["input_ids"].device):
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+
+def train_generator(config: SFTConfig, callbacks: Sequence[TrainerCallback] = ()) -> SFTResult:
+    """Fine-tune ``config.base`` on the examples; save the merged model to ``OUT/model``; return the result.
+
+    Running it again with the same config and data returns the finished folder without training, or resumes
+    from the last checkpoint of an interrupted run; another config is refused naming the changed fields
+    (unless ``force``). ``callbacks`` go to the Trainer (tests use one to interrupt a run).
+    """
+    started = time.time()
+    out = Path(config.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder for the fine-tuned model")
+    examples = load_examples(config.examples)
+    if not examples:
+        raise ConfigError(f"no training examples in {', '.join(config.examples)}")
+    bf16 = use_bf16(config.precision)
+    identity = {"format": SFT_FORMAT, "hyperparameters": config.hyperparameters(), "bf16": bf16,
+                "data": _digest(example.key for example in examples)}
+    finished = _finished(out, identity, config.force)
+    if finished is not None:
+        return finished
+    checkpoints = checkpoint_dir(out, identity, config.force)
+    set_seed(config.seed)
+    model, tokenizer, base = load_base(config.base)
+    items, dropped = encode_examples(examples, ChatEncoder(tokenizer), config.max_length)
+    if not items:
+        raise ConfigError(f"every training example is longer than max_length {config.max_length} tokens")
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if config.lora:
+        from peft import get_peft_model
+
+        model = get_peft_model(model, lora_config("CAUSAL_LM", config.lora_rank, config.lora_alpha,
+                                                  config.lora_dropout))
+    trainer = SFTTrainer(model=model, args=config.optimisation().arguments(checkpoints, len(items), config.progress),
+                         train_dataset=_Items(items), data_collator=Collator(_pad_id(tokenizer)),
+                         callbacks=list(callbacks), bf16=bf16)
+    resume = get_last_checkpoint(str(checkpoints))
+    output = trainer.train(resume_from_checkpoint=resume)
+    info = {"format": SFT_FORMAT, "identity": identity, "base": base,
+            "hyperparameters": config.hyperparameters(), "precision": "bf16" if bf16 else "fp32",
+            "data": {"files": list(config.examples), "examples": len(examples), "items": len(items),
+                     "dropped_too_long": dropped, "trained_tokens": sum(_trained(item) for item in items)},
+            "training": {**final_metrics(trainer, output.metrics, ("loss",)), "resumed_from": resume},
+            "timings": {"seconds": round(time.time() - started, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")},
+            "versions": versions()}
+    save_generator(trainer.model, tokenizer, out, info, lora=config.lora)
+    if not config.keep_checkpoints:
+        drop_checkpoints(checkpoints)
+    return SFTResult(read_sft_info(out), out / MODEL_DIR, trained=True)
+
+
+def load_base(name: str, dtype: torch.dtype = torch.float32) -> tuple[PreTrainedModel, Any, dict[str, Any]]:
+    """The base causal LM (GGUF weights dequantised once and cached), its tokenizer, and where it came from.
+
+    ``base`` in the returned dict records the source file, so `mucode.export` can take the original GGUF as
+    the template (tokenizer, chat template, hyperparameters) of the fine-tuned model's GGUF.
+    """
+    ref = locate_model(name)
+    directory = ref.path if ref.format == "hf" else dequantised_dir(ref)
+    tokenizer = load_tokenizer(directory)
+    with quiet_transformers():
+        model = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype)
+    disable_dropout(model)
+    model.config.use_cache = False  # no KV cache while training
+    return model, tokenizer, {"name": name, "model_id": ref.model_id, "format": ref.format, "path": str(ref.path)}
+
+
+def save_generator(model: torch.nn.Module, tokenizer: Any, out: Path, info: Mapping[str, Any], *, lora: bool) -> None:
+    """``OUT/model`` (merged weights, tokenizer), ``OUT/adapter`` with LoRA, then ``OUT/sft.json``.
+
+    Folders are written under temporary names and renamed, and sft.json comes last, so a killed save leaves
+    no folder that looks finished.
+    """
+    if lora:
+        _replace_dir(out / ADAPTER_DIR, lambda path: model.save_pretrained(path))
+        model = model.merge_and_unload()
+    model.config.use_cache = True
+
+    def save_model(path: Path) -> None:
+        model.save_pretrained(path)
+        tokenizer.save_pretrained(path)
+
+    with quiet_transformers():
+        _replace_dir(out / MODEL_DIR, save_model)
+    write_json(out / INFO_FILE, dict(info))
+
+
+def read_sft_info(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """``sft.json`` of a fine-tuned folder; ConfigError when the folder is not one (or is incomplete)."""
+    file = Path(path) / INFO_FILE
+    if not file.is_file():
+        raise ConfigError(f"{path} is not a finished fine-tuning folder (no {INFO_FILE})")
+    return json.loads(file.read_text(encoding="utf-8"))
+
+
+def _replace_dir(target: Path, write: Any) -> None:
+    partial = target.with_name(f".{target.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    write(partial)
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+
+
+def _finished(out: Path, identity: Mapping[str, Any], force: bool) -> SFTResult | None:
+    """The model already in ``out`` if it was trained with ``identity``; None if there is none (or ``force``)."""
+    if not (out / INFO_FILE).is_file():
+        return None
+    if force:
+        (out / INFO_FILE).unlink()
+        return None
+    info = read_sft_info(out)
+    differing = changed_fields(info.get("identity", {}), identity)
+    if differing:
+        raise ConfigError(f"{out} holds a model fine-tuned with another config ({', '.join(differing)} changed); "
+                          "use --force to retrain, or another --out")
+    return SFTResult(info, out / MODEL_DIR, trained=False)
+
+
+def _pad_id(tokenizer: Any) -> int:
+    """Any id works for padding (the mask and the labels ignore it); the pad token if there is one."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+
+def _digest(keys: Iterable[str]) -> str:
+    """One digest of the examples in order (order matters: it decides the batches)."""
+    return hashlib.sha256("\n".join(keys).encode()).hexdigest()
+
+
+def _trained(item: Mapping[str, list[int]]) -> int:
+    return sum(label != IGNORE_INDEX for label in item["labels"])

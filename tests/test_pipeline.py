@@ -1,0 +1,276 @@
+"""mucode.pipeline / ``mucode train``: a whole expert iteration on real components, its manifests, reruns that do
+nothing, kill -9 at several stages followed by a rerun that ends with the same artefacts, and config errors.
+
+The generator is a tiny Qwen2 first taught (with mucode's own SFT) to answer three toy problems with a mix of
+right, wrong and public-only-right codes, so that rollouts at temperature 0.7 hold successes and failures;
+generation, execution (the real sandbox), the verifier, relabelling, SFT and the searches are all real.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from mucode.env import build_prompt  # noqa: E402
+from mucode.errors import ConfigError  # noqa: E402
+from mucode.expert import SFTExample  # noqa: E402
+from mucode.pipeline import STAGE_FILE, load_config, parse_config, train  # noqa: E402
+from mucode.problems.custom import write_custom  # noqa: E402
+from mucode.training import SFTConfig, train_generator, write_examples  # noqa: E402
+from tests.scripted_backend import PROBLEMS, RIGHT, TRAP, WRONG  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="session")
+def tiny_coder(tiny_qwen2: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`tiny_qwen2` fine-tuned to answer each toy problem right, wrong or with a trap (one example each)."""
+    folder = tmp_path_factory.mktemp("tiny-coder")
+    examples = [SFTExample(problem.task_id, ({"role": "user", "content": build_prompt(problem, "paper")},), reply,
+                           "own", "", False)
+                for problem in PROBLEMS
+                for reply in (RIGHT[problem.task_id], WRONG[problem.task_id], TRAP[problem.task_id])]
+    write_examples(folder / "examples.jsonl", examples)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = train_generator(SFTConfig(examples=(str(folder / "examples.jsonl"),), out=str(folder / "sft"),
+                                           base=str(tiny_qwen2), epochs=20, batch_size=9, micro_batch_size=9,
+                                           learning_rate=2e-2, precision="fp32", progress=False))
+    finally:
+        torch.set_num_threads(threads)
+    return result.model_dir
+
+
+@pytest.fixture(scope="session")
+def problems_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("problems") / "toy.jsonl"
+    write_custom(PROBLEMS, path)
+    return path
+
+
+def experiment(coder: Path, problems: Path, **overrides: Any) -> dict[str, Any]:
+    """A complete μCode iteration small enough for a test: 3 problems × 4 rollouts × 2 turns."""
+    search = {"dataset": str(problems), "split": None, "turns": 2, "max_tokens": 40, "batch_size": 2}
+    config = {
+        "name": "toy", "method": "mucode", "iterations": 1,
+        "generator": {"base": str(coder), "backend": "hf", "options": {"dtype": "fp32"}},
+        "data": {"dataset": str(problems), "split": None, "policy": None},
+        "rollouts": {"rollouts": 4, "turns": 2, "max_tokens": 40, "batch_size": 4},
+        "verifier": {"loss": "bt", "backbone": str(coder), "epochs": 1, "batch_size": 4, "micro_batch_size": 2,
+                     "pairs_per_problem": 4, "precision": "fp32", "learning_rate": 1e-3},
+        "sft": {"epochs": 1, "batch_size": 4, "micro_batch_size": 2, "precision": "fp32", "learning_rate": 1e-3},
+        "evals": [{"name": "greedy", "greedy": True, **search},
+                  {"name": "bon", "n": 2, "selector": "pt+lv", **search}],
+    }
+    for key, value in overrides.items():
+        config[key] = {**config[key], **value} if isinstance(value, dict) else value
+    return config
+
+
+def run_quietly(config: dict[str, Any], out: Path) -> tuple[dict[str, Any], list[str]]:
+    lines: list[str] = []
+    summary = train(parse_config(config), out, progress=False, log=lines.append)
+    return summary, lines
+
+
+@pytest.fixture(scope="module")
+def finished(tiny_coder: Path, problems_file: Path, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("pipeline") / "run"
+    summary, lines = run_quietly(experiment(tiny_coder, problems_file), out)
+    return out, summary, lines
+
+
+# ------------------------------------------------------------------------------------------ one run
+
+
+STAGES = ["iter-1/rollouts", "iter-1/verifier", "evals/base/greedy", "evals/base/bon", "iter-1/expert",
+          "iter-1/sft", "iter-2/rollouts", "iter-2/verifier", "evals/iter-1/greedy", "evals/iter-1/bon"]
+
+
+def test_an_iteration_runs_every_stage_in_order_and_logs_one_line_each(finished) -> None:
+    out, summary, lines = finished
+    assert [line.split(":")[0] for line in lines] == STAGES
+    for stage in STAGES:
+        manifest = json.loads((out / stage / STAGE_FILE).read_text())
+        assert manifest["stage"] == stage and manifest["timings"]["seconds"] >= 0 and manifest["versions"]["mucode"]
+    assert "trajectories on 3 problems" in lines[0] and "success" in lines[-1]
+    pinned = json.loads((out / "pipeline.json").read_text())
+    assert pinned["method"] == "mucode" and pinned["config"]["rollouts"]["rollouts"] == 4
+    assert {generator["label"] for generator in summary["generators"].values()} == {"Instruct", "μCode (iter 1)"}
+
+
+def test_the_stages_hand_their_outputs_on(finished, tiny_coder: Path) -> None:
+    out, summary, _ = finished
+    examples = [json.loads(line) for line in (out / "iter-1/expert/examples.jsonl").read_text().splitlines()]
+    assert examples and {example["kind"] for example in examples} <= {"relabelled", "own"}
+    sft = json.loads((out / "iter-1/sft/sft.json").read_text())
+    assert sft["data"]["examples"] == len(examples) and sft["base"]["path"] == str(tiny_coder)
+    late = json.loads((out / "evals/iter-1/bon/results.json").read_text())
+    assert late["config"]["model"] == str(out / "iter-1/sft/model") and late["config"]["label"] == "μCode (iter 1)"
+    assert late["config"]["verifier"] == str(out / "iter-2/verifier")  # the verifier of its own rollouts
+    early = json.loads((out / "evals/base/bon/results.json").read_text())
+    assert early["config"]["verifier"] == str(out / "iter-1/verifier")
+    assert summary["generators"]["base"]["evals"]["greedy"]["tasks"] == 3
+    report = (out / "report.md").read_text()
+    assert summary["report"] == str(out / "report.md") and "| Instruct |" in report and "μCode (iter 1)" in report
+
+
+def test_a_rerun_does_no_work_and_another_config_is_refused(finished, tiny_coder: Path, problems_file: Path) -> None:
+    out, summary, _ = finished
+    again, lines = run_quietly(experiment(tiny_coder, problems_file), out)
+    assert again == summary and all("done earlier" in line for line in lines)
+    with pytest.raises(ConfigError, match=r"started with another config \(rollouts.rollouts changed\)"):
+        run_quietly(experiment(tiny_coder, problems_file, rollouts={"rollouts": 5}), out)
+
+
+# --------------------------------------------------------------------------------------- kill and resume
+
+KILLER = textwrap.dedent("""
+    import os, sys
+    where, count = sys.argv[1], int(sys.argv[2])
+    calls = [0]
+
+    def die_on(owner, name, when=lambda *args: True):
+        original = getattr(owner, name)
+
+        def wrapper(*args, **kwargs):
+            result = original(*args, **kwargs)
+            if when(*args):
+                calls[0] += 1
+                if calls[0] == count:
+                    os._exit(9)  # like kill -9: no cleanup, no finally blocks, buffers not flushed
+            return result
+
+        setattr(owner, name, wrapper)
+
+    import mucode.rollout, mucode.training, mucode.verifier.train
+    if where == "rollouts":
+        die_on(mucode.rollout.RecordLog, "append", lambda log, records: log.path.name == "trajectories.jsonl")
+    elif where == "searches":
+        die_on(mucode.rollout.RecordLog, "append", lambda log, records: log.path.name == "searches.jsonl")
+    elif where == "verifier":
+        die_on(mucode.verifier.train.VerifierTrainer, "training_step")
+    elif where == "sft":
+        die_on(mucode.training.SFTTrainer, "training_step")
+    from mucode.cli import main
+    main(["train", "--config", sys.argv[3], "--out", sys.argv[4]])
+""")
+
+
+def killed_run(config_file: Path, out: Path, where: str, count: int) -> None:
+    done = subprocess.run([sys.executable, "-c", KILLER, where, str(count), str(config_file), str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 9, done.stderr[-2000:]
+
+
+def artefacts(out: Path) -> dict[str, Any]:
+    """What a run produced, without timings: trajectories, examples, model weights, search outcomes."""
+    def trajectories(path: Path) -> list[Any]:
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        return sorted(((row["task_id"], row["rollout"]), row["messages"], row["success"]) for row in rows)
+
+    def searches(path: Path) -> list[Any]:
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        return sorted(((row["task_id"], row["search"]), row["final_code"], row["success"],
+                       [turn["candidates"][turn["selected"]]["reply"] for turn in row["turns"]]) for row in rows)
+
+    from safetensors.torch import load_file
+
+    return {
+        "rollouts": [trajectories(out / f"iter-{k}/rollouts/trajectories.jsonl") for k in (1, 2)],
+        "examples": (out / "iter-1/expert/examples.jsonl").read_text(),
+        "verifiers": [load_file(out / f"iter-{k}/verifier/model.safetensors") for k in (1, 2)],
+        "generator": load_file(out / "iter-1/sft/model/model.safetensors"),
+        "searches": [searches(out / f"evals/{g}/{name}/searches.jsonl")
+                     for g in ("base", "iter-1") for name in ("greedy", "bon")],
+    }
+
+
+def assert_same(got: dict[str, Any], expected: dict[str, Any]) -> None:
+    assert got["rollouts"] == expected["rollouts"]
+    assert got["examples"] == expected["examples"]
+    assert got["searches"] == expected["searches"]
+    for weights, reference in [(got["generator"], expected["generator"]),
+                               *zip(got["verifiers"], expected["verifiers"], strict=True)]:
+        assert weights.keys() == reference.keys()
+        for name in weights:
+            torch.testing.assert_close(weights[name], reference[name], rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_kill_9_at_several_stages_then_rerun_gives_the_uninterrupted_result(finished, tiny_coder: Path,
+                                                                           problems_file: Path,
+                                                                           tmp_path: Path) -> None:
+    reference = artefacts(finished[0])
+    config_file = tmp_path / "toy.toml"
+    config_file.write_text(toml(experiment(tiny_coder, problems_file)))
+    out = tmp_path / "run"
+    for where, count in [("rollouts", 1), ("verifier", 2), ("searches", 1), ("sft", 1), ("rollouts", 3)]:
+        killed_run(config_file, out, where, count)
+    done = subprocess.run([sys.executable, "-c", "from mucode.cli import main; main()", "train", "--config",
+                           str(config_file), "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert_same(artefacts(out), reference)
+
+
+def toml(config: dict[str, Any]) -> str:
+    """A TOML rendering of the test configs (tables of scalars and lists, and the array of eval tables)."""
+    def value(item: Any) -> str:
+        if isinstance(item, dict):
+            return "{" + ", ".join(f"{name} = {value(inner)}" for name, inner in item.items()) + "}"
+        return json.dumps(item) if not isinstance(item, bool) else str(item).lower()
+
+    lines = [f"{key} = {value(item)}" for key, item in config.items() if not isinstance(item, dict | list)]
+    for key, table in config.items():
+        if isinstance(table, dict):
+            lines += [f"\n[{key}]", *(f"{name} = {value(item)}" for name, item in table.items() if item is not None)]
+    for entry in config["evals"]:
+        lines += ["\n[[evals]]", *(f"{name} = {value(item)}" for name, item in entry.items() if item is not None)]
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------ config errors
+
+
+@pytest.mark.parametrize("preset", sorted(path.name for path in (Path(__file__).parents[1] / "configs").glob("*.toml")))
+def test_the_presets_are_valid(preset: str) -> None:
+    config = load_config(Path(__file__).parents[1] / "configs" / preset)
+    assert config.method == "mucode" and config.evals and config.iterations >= 1
+
+
+def test_config_files_are_validated_before_any_work(tmp_path: Path, tiny_coder: Path, problems_file: Path) -> None:
+    good = experiment(tiny_coder, problems_file)
+    path = tmp_path / "x.toml"
+    path.write_text(toml(good))
+    assert load_config(path).rollouts.rollouts == 4
+    path.write_text(toml({**good, "sft": {**good["sft"], "epoch": 2}}))
+    with pytest.raises(ConfigError, match=r"x.toml: sft.epoch: Extra inputs are not permitted"):
+        load_config(path)
+    path.write_text(toml({**good, "rollouts": {**good["rollouts"], "turns": 0}}))
+    with pytest.raises(ConfigError, match=r"rollouts.turns: Input should be greater than 0"):
+        load_config(path)
+    path.write_text(toml({**good, "method": "star"}))
+    with pytest.raises(ConfigError, match=r"method: Input should be 'instruct', 'mucode'"):
+        load_config(path)
+    bad_eval = {**good, "evals": [{"name": "g", "greedy": True, "n": 3}]}
+    with pytest.raises(ConfigError, match=r"evals\[0\] \(g\): greedy search samples one candidate per turn"):
+        parse_config(bad_eval)
+    path.write_text("name = ")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.toml")
+    with pytest.raises(ConfigError, match="is not a GGUF file"):
+        train(parse_config({**good, "generator": {"base": str(tiny_coder), "backend": "llamacpp"}}),
+              tmp_path / "never", log=lambda line: None)
+    assert not (tmp_path / "never").exists()  # nothing was started
