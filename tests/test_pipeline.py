@@ -68,7 +68,8 @@ def experiment(coder: Path, problems: Path, **overrides: Any) -> dict[str, Any]:
         "rollouts": {"rollouts": 4, "turns": 2, "max_tokens": 40, "batch_size": 4},
         "verifier": {"loss": "bt", "backbone": str(coder), "epochs": 1, "batch_size": 4, "micro_batch_size": 2,
                      "pairs_per_problem": 4, "precision": "fp32", "learning_rate": 1e-3},
-        "sft": {"epochs": 1, "batch_size": 4, "micro_batch_size": 2, "precision": "fp32", "learning_rate": 1e-3},
+        "sft": {"epochs": 2, "batch_size": 4, "micro_batch_size": 2, "precision": "fp32", "learning_rate": 1e-3,
+                "select": "validation", "validation": {**search, "split": "test"}},
         "evals": [{"name": "greedy", "greedy": True, **search},
                   {"name": "bon", "n": 2, "selector": "pt+lv", **search}],
     }
@@ -94,7 +95,8 @@ def finished(tiny_coder: Path, problems_file: Path, tmp_path_factory: pytest.Tem
 
 
 STAGES = ["iter-1/rollouts", "iter-1/verifier", "evals/base/greedy", "evals/base/bon", "iter-1/expert",
-          "iter-1/sft", "iter-2/rollouts", "iter-2/verifier", "evals/iter-1/greedy", "evals/iter-1/bon"]
+          "iter-1/sft", "iter-1/select/epoch-1/validation", "iter-1/select/epoch-2/validation", "iter-1/select",
+          "iter-2/rollouts", "iter-2/verifier", "evals/iter-1/greedy", "evals/iter-1/bon"]
 
 
 def test_an_iteration_runs_every_stage_in_order_and_logs_one_line_each(finished) -> None:
@@ -116,7 +118,10 @@ def test_the_stages_hand_their_outputs_on(finished, tiny_coder: Path) -> None:
     sft = json.loads((out / "iter-1/sft/sft.json").read_text())
     assert sft["data"]["examples"] == len(examples) and sft["base"]["path"] == str(tiny_coder)
     late = json.loads((out / "evals/iter-1/bon/results.json").read_text())
-    assert late["config"]["model"] == str(out / "iter-1/sft/model") and late["config"]["label"] == "μCode (iter 1)"
+    chosen = max((json.loads((out / f"iter-1/select/epoch-{e}/validation/stage.json").read_text())["result"]["success"],
+                  e) for e in (1, 2))[1]
+    model = out / ("iter-1/sft/model" if chosen == 2 else "iter-1/sft/epochs/epoch-1")
+    assert late["config"]["model"] == str(model) and late["config"]["label"] == "μCode (iter 1)"
     assert late["config"]["verifier"] == str(out / "iter-2/verifier")  # the verifier of its own rollouts
     early = json.loads((out / "evals/base/bon/results.json").read_text())
     assert early["config"]["verifier"] == str(out / "iter-1/verifier")

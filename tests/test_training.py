@@ -23,6 +23,7 @@ from mucode.training import (  # noqa: E402
     ChatEncoder,
     Collator,
     SFTConfig,
+    epoch_models,
     load_examples,
     read_sft_info,
     train_generator,
@@ -71,12 +72,31 @@ def test_padding_is_masked_by_length_not_by_token_id(smollm2_tokenizer) -> None:
     encoder = ChatEncoder(smollm2_tokenizer)
     short, long = encoder.encode(STATE, "x = 1"), encoder.encode(HISTORY, TARGET)
     batch = Collator(pad_id=IM_END)([short, long])
-    width = len(long["input_ids"])
+    width, length = len(long["input_ids"]), len(short["input_ids"])
     assert batch["input_ids"].shape == batch["labels"].shape == (2, width)
-    length = len(short["input_ids"])
-    assert batch["attention_mask"][0].tolist() == [1] * length + [0] * (width - length)
-    assert batch["labels"][0, len(short["labels"]):].eq(IGNORE_INDEX).all()
-    assert batch["labels"][0, len(short["labels"]) - 1].item() == IM_END  # the real end of turn stays trained
+    assert batch["attention_mask"][0].tolist() == [0] * (width - length) + [1] * length  # padded on the left
+    assert batch["labels"][0, :width - length].eq(IGNORE_INDEX).all() and batch["labels"][0, -1].item() == IM_END
+    assert batch["input_ids"][0, 0].item() == IM_END  # the pad id is the end-of-turn id, yet the last one trains
+    replies = [sum(label != IGNORE_INDEX for label in item["labels"]) for item in (short, long)]
+    assert int(batch["keep"]) == max(replies) + 1  # logits are needed for the longest reply and one before it
+
+
+def test_the_loss_is_the_models_own_loss_over_the_reply_tokens(smollm2_tokenizer, tiny_qwen2: Path) -> None:
+    """Logits of the last `keep` positions of a left-padded batch give the loss the full right-padded forward
+    gives (transformers' own shifted cross-entropy), so the shortcut changes nothing but the cost."""
+    from mucode.training import SFTTrainer
+
+    encoder = ChatEncoder(smollm2_tokenizer)
+    items = [encoder.encode(STATE, "x = 1"), encoder.encode(HISTORY, TARGET)]
+    model = transformers.AutoModelForCausalLM.from_pretrained(tiny_qwen2, dtype=torch.float32)
+    trainer = SFTTrainer.__new__(SFTTrainer)  # compute_loss needs no Trainer state when given the token count
+    trainer.bf16 = False
+    batch = Collator(pad_id=IM_END)(items)
+    tokens = int(batch["labels"][:, 1:].ne(IGNORE_INDEX).sum())
+    ours = trainer.compute_loss(model, batch, num_items_in_batch=tokens)
+    theirs = [model(input_ids=torch.tensor([item["input_ids"]]), labels=torch.tensor([item["labels"]])).loss
+              * sum(label != IGNORE_INDEX for label in item["labels"][1:]) for item in items]
+    torch.testing.assert_close(ours, sum(theirs) / tokens, rtol=1e-5, atol=1e-5)
 
 
 def test_examples_round_trip_through_jsonl_and_bad_lines_name_their_place(tmp_path: Path) -> None:
@@ -131,6 +151,18 @@ def test_sft_json_records_how_it_was_made(data: Path, tiny_qwen2: Path, tmp_path
     assert info["hyperparameters"]["learning_rate"] == 3e-3 and info["precision"] == "fp32"
     assert {"torch", "transformers", "mucode"} <= info["versions"].keys()
     assert not list((tmp_path / "sft" / "checkpoints").glob("checkpoint-*"))  # weights of finished runs dropped
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_epoch_snapshots_give_one_model_per_epoch(data: Path, tiny_qwen2: Path, tmp_path: Path, lora: bool) -> None:
+    train_generator(config(data, tmp_path / "sft", tiny_qwen2, epochs=3, lora=lora, epoch_snapshots=True))
+    models = epoch_models(tmp_path / "sft")
+    assert [epoch for epoch, _ in models] == [1, 2, 3] and models[-1][1] == tmp_path / "sft" / "model"
+    first, second, last = (weights(model) for _, model in models)
+    assert first.keys() == last.keys()  # LoRA snapshots come back merged into full models
+    name = "model.layers.0.mlp.down_proj.weight"
+    assert not torch.equal(first[name], second[name]) and not torch.equal(second[name], last[name])
+    assert epoch_models(tmp_path / "sft")[0][1] == models[0][1]  # merged once, then reused
 
 
 class Interrupt(TrainerCallback):

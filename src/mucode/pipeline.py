@@ -144,24 +144,6 @@ class ExpertSection(_Section):
     rescore: bool = True
 
 
-class SFTSection(_Section):
-    """Generator fine-tuning (`mucode.training.SFTConfig`). ``init``: start every iteration from the base
-    model (paper) or from the previous iteration's model."""
-
-    lora: bool = False
-    lora_rank: PositiveInt = 16
-    lora_alpha: PositiveInt = 32
-    learning_rate: float | None = None
-    epochs: PositiveInt = 2
-    batch_size: PositiveInt = 32
-    micro_batch_size: PositiveInt = 1
-    max_length: PositiveInt = 4096
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
-    seed: int = 42
-    gradient_checkpointing: bool = False
-    init: Literal["base", "previous"] = "base"
-
-
 class EvalSection(_Section):
     """One multi-turn search per evaluated generator (`mucode.search.SearchConfig`), written to
     ``evals/<generator>/<name>``."""
@@ -195,6 +177,36 @@ class EvalSection(_Section):
                             greedy=self.greedy)
 
 
+class ValidationSection(EvalSection):
+    """The search that picks an SFT epoch: greedy on MBPP validation unless told otherwise."""
+
+    name: str = "validation"
+    split: str | None = "validation"
+    greedy: bool = True
+
+
+class SFTSection(_Section):
+    """Generator fine-tuning (`mucode.training.SFTConfig`). ``init``: start every iteration from the base
+    model (paper) or from the previous iteration's model."""
+
+    lora: bool = False
+    lora_rank: PositiveInt = 16
+    lora_alpha: PositiveInt = 32
+    learning_rate: float | None = None
+    epochs: PositiveInt = 2
+    batch_size: PositiveInt = 32
+    micro_batch_size: PositiveInt = 1
+    max_length: PositiveInt = 4096
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    seed: int = 42
+    gradient_checkpointing: bool = False
+    init: Literal["base", "previous"] = "base"
+    #: "validation": keep every epoch's model and take the one with the best greedy success on
+    #: ``validation`` (MBPP validation by default); "last": the final epoch (the reference's choice).
+    select: Literal["last", "validation"] = "last"
+    validation: ValidationSection = Field(default_factory=ValidationSection)
+
+
 class PipelineConfig(_Section):
     """A whole experiment (``mucode train --config``). Sections default to the paper's settings."""
 
@@ -214,11 +226,12 @@ class PipelineConfig(_Section):
         names = [entry.name for entry in self.evals]
         if len(set(names)) != len(names):
             raise ConfigError(f"evals: names must be unique, got {names}")
-        for number, entry in enumerate(self.evals):
+        for where, entry in [*((f"evals[{number}] ({entry.name})", entry) for number, entry in enumerate(self.evals)),
+                             ("sft.validation", self.sft.validation)]:
             try:
                 entry.search()
             except ConfigError as error:
-                raise ConfigError(f"evals[{number}] ({entry.name}): {error}") from None
+                raise ConfigError(f"{where}: {error}") from None
         self.expert_config()
 
     @property
@@ -321,6 +334,12 @@ class Pipeline:
 
     def run(self) -> dict[str, Any]:
         """All stages; returns (and writes to ``summary.json``) every evaluated generator's key numbers."""
+        from mucode.verifier.model import quiet_transformers
+
+        with quiet_transformers():  # transformers' save/load bars and notices would drown the stage lines
+            return self._run()
+
+    def _run(self) -> dict[str, Any]:
         self._pin_config()
         config, results = self.config, {}
         generator = Generator("base", self.config.generator.base, METHOD_LABELS["instruct"])
@@ -418,9 +437,10 @@ class Pipeline:
         base = self.config.generator.base
         if section.init == "previous" and k > 1:
             base = str(self._iteration(k - 1) / "sft" / "model")
-        options = section.model_dump(exclude={"init"})
+        options = section.model_dump(exclude={"init", "select", "validation"})
         sft_config = SFTConfig(examples=(str(self._iteration(k) / "expert" / EXAMPLES_FILE),), out=str(folder),
-                               base=base, progress=self.progress, **options)
+                               base=base, progress=self.progress, epoch_snapshots=section.select == "validation",
+                               **options)
 
         def work() -> dict[str, Any]:
             info = train_generator(sft_config).info
@@ -430,16 +450,41 @@ class Pipeline:
         run_stage(Stage(f"iter-{k}/sft", folder, {"sft": section.model_dump(), "base": base}, work,
                         lambda r: f"{r['examples']} examples, {r['steps']} steps, loss {r['train_loss']:.3f}"),
                   self.log)
-        model = folder / "model"
-        if self.config.generator.backend == "llamacpp":
-            model = self._export(k, model)
-        return Generator(f"iter-{k}", str(model), f"{METHOD_LABELS[self.config.method]} (iter {k})")
+        label = f"{METHOD_LABELS[self.config.method]} (iter {k})"
+        if section.select == "validation":
+            return Generator(f"iter-{k}", self._select(k, folder, label), label)
+        return Generator(f"iter-{k}", self._runnable(folder / "model", self._iteration(k) / "export",
+                                                     f"iter-{k}/export"), label)
 
-    def _export(self, k: int, model: Path) -> Path:
+    def _select(self, k: int, sft: Path, label: str) -> str:
+        """The epoch whose model does best on the validation searches (the later epoch on ties)."""
+        from mucode.training import epoch_models
+
+        scored = []
+        for epoch, model in epoch_models(sft):
+            folder = self._iteration(k) / "select" / f"epoch-{epoch}"
+            runnable = self._runnable(model, folder, f"iter-{k}/select/epoch-{epoch}/export")
+            result = self._search(Generator(f"iter-{k}", runnable, f"{label}, epoch {epoch}"),
+                                  self.config.sft.validation, None, folder / "validation",
+                                  f"iter-{k}/select/epoch-{epoch}/validation")
+            scored.append({"epoch": epoch, "success": result["success"], "model": runnable})
+
+        def work() -> dict[str, Any]:
+            best = max(scored, key=lambda item: (item["success"], item["epoch"]))
+            return {**best, "epochs": len(scored)}
+
+        chosen = run_stage(Stage(f"iter-{k}/select", self._iteration(k) / "select", {"candidates": scored}, work,
+                                 lambda r: f"epoch {r['epoch']} of {r['epochs']} ({r['success']:.1%} on validation)"),
+                           self.log)
+        return chosen["model"]
+
+    def _runnable(self, model: Path, folder: Path, name: str) -> str:
+        """What the generation backend loads: the transformers folder itself (hf) or its GGUF export."""
+        if self.config.generator.backend != "llamacpp":
+            return str(model)
         from mucode.export import export_gguf
         from mucode.models.resolve import resolve_model
 
-        folder = self._iteration(k) / "export"
         target = folder / EXPORT_FILE
         ftype = self.config.generator.export_ftype
         template = resolve_model(self.config.generator.base).path
@@ -448,10 +493,9 @@ class Pipeline:
             manifest = export_gguf(model, template, target, ftype=ftype)
             return {"ftype": ftype, "bytes": manifest.get("size"), "sha256": manifest.get("sha256")}
 
-        run_stage(Stage(f"iter-{k}/export", folder, {"model": str(model), "template": str(template),
-                                                      "ftype": ftype},
+        run_stage(Stage(name, folder, {"model": str(model), "template": str(template), "ftype": ftype},
                         work, lambda r: f"{r['ftype']} GGUF, {(r['bytes'] or 0) / 2**20:.0f} MiB"), self.log)
-        return target
+        return str(target)
 
     # ------------------------------------------------------------------------------------------ evaluation
 
@@ -465,30 +509,31 @@ class Pipeline:
 
     def _evaluate(self, generator: Generator, verifier: Path | None) -> dict[str, Any]:
         """Every configured search with ``generator``: {"label", "model", "evals": {name: key numbers}}."""
-        results = {}
-        for entry in self.config.evals:
-            folder = self.out / "evals" / generator.key / entry.name
-            uses_verifier = self.config.needs_verifier_for(entry)
-            eval_config = EvalConfig(model=generator.model, dataset=entry.dataset, out=str(folder),
-                                     search=entry.search(), backend=self.config.generator.backend,
-                                     split=entry.split, policy=entry.policy, limit=entry.limit, ids=tuple(entry.ids),
-                                     verifier=str(verifier) if uses_verifier and verifier else None,
-                                     batch_size=entry.batch_size, progress=self.progress, label=generator.label,
-                                     backend_options=self.config.generator.options)
-
-            def work(eval_config: EvalConfig = eval_config) -> dict[str, Any]:
-                metrics = run_eval(eval_config)["metrics"]
-                return {"tasks": metrics["tasks"], "success": metrics["success"]["value"],
-                        "ci95": metrics["success"]["ci95"], "mean_turns": metrics["mean_turns"]}
-
-            identity = {"generator": generator.model, "options": self.config.generator.options,
-                        "eval": entry.model_dump(),
-                        "verifier": eval_config.verifier, "label": generator.label}
-            results[entry.name] = run_stage(
-                Stage(f"evals/{generator.key}/{entry.name}", folder, identity, work,
-                      lambda r: f"success {r['success']:.1%} [{r['ci95'][0]:.1%}, {r['ci95'][1]:.1%}] "
-                                f"on {r['tasks']} tasks"), self.log)
+        results = {entry.name: self._search(generator, entry, verifier if self.config.needs_verifier_for(entry)
+                                            else None, self.out / "evals" / generator.key / entry.name,
+                                            f"evals/{generator.key}/{entry.name}")
+                   for entry in self.config.evals}
         return {"label": generator.label, "model": generator.model, "evals": results}
+
+    def _search(self, generator: Generator, entry: EvalSection, verifier: Path | None, folder: Path,
+                name: str) -> dict[str, Any]:
+        """One search stage: `mucode eval` of ``generator`` into ``folder``; its key numbers."""
+        eval_config = EvalConfig(model=generator.model, dataset=entry.dataset, out=str(folder), search=entry.search(),
+                                 backend=self.config.generator.backend, split=entry.split, policy=entry.policy,
+                                 limit=entry.limit, ids=tuple(entry.ids), verifier=str(verifier) if verifier else None,
+                                 batch_size=entry.batch_size, progress=self.progress, label=generator.label,
+                                 backend_options=self.config.generator.options)
+
+        def work() -> dict[str, Any]:
+            metrics = run_eval(eval_config)["metrics"]
+            return {"tasks": metrics["tasks"], "success": metrics["success"]["value"],
+                    "ci95": metrics["success"]["ci95"], "mean_turns": metrics["mean_turns"]}
+
+        identity = {"generator": generator.model, "options": self.config.generator.options,
+                    "eval": entry.model_dump(), "verifier": eval_config.verifier, "label": generator.label}
+        return run_stage(Stage(name, folder, identity, work,
+                               lambda r: f"success {r['success']:.1%} [{r['ci95'][0]:.1%}, {r['ci95'][1]:.1%}] "
+                                         f"on {r['tasks']} tasks"), self.log)
 
     def _report(self) -> str:
         """``report.md`` (+ HTML, JSON, plots) over this run's evaluations; rewritten on every run (cheap)."""

@@ -28,12 +28,14 @@ import json
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, PreTrainedModel, Trainer, TrainerCallback, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -53,12 +55,13 @@ from mucode.finetune import (
 )
 from mucode.models import DEFAULT_MODEL
 from mucode.rollout import check_positive, write_json
-from mucode.verifier.model import disable_dropout, quiet_transformers, right_pad, versions
+from mucode.verifier.model import disable_dropout, quiet_transformers, versions
 
 SFT_FORMAT = "mucode.sft/1"
 INFO_FILE = "sft.json"
 MODEL_DIR = "model"
 ADAPTER_DIR = "adapter"
+EPOCHS_DIR = "epochs"
 IGNORE_INDEX = -100
 #: The paper's full fine-tuning rate (METHOD.md §6, a 1B model, batch 32); LoRA needs a far larger step.
 DEFAULT_LEARNING_RATE = {"full": 5e-7, "lora": 1e-4}
@@ -96,6 +99,9 @@ class SFTConfig:
     save_steps: int = 20
     logging_steps: int = 5
     keep_checkpoints: bool = False
+    #: Also keep the model at the end of every earlier epoch (``OUT/epochs/epoch-E``), to choose one on a
+    #: validation split (`epoch_models`).
+    epoch_snapshots: bool = False
     force: bool = False
     progress: bool | None = None  # None: progress bars when stderr is a terminal
 
@@ -121,7 +127,8 @@ class SFTConfig:
 
     def hyperparameters(self) -> dict[str, Any]:
         """The fields that determine the trained weights (not where they go or how progress is shown)."""
-        ignored = {"examples", "out", "force", "progress", "save_steps", "logging_steps", "keep_checkpoints"}
+        ignored = {"examples", "out", "force", "progress", "save_steps", "logging_steps", "keep_checkpoints",
+                   "epoch_snapshots"}
         return {item.name: getattr(self, item.name) for item in fields(self) if item.name not in ignored}
 
 
@@ -212,22 +219,31 @@ class _Items(torch.utils.data.Dataset):
 
 
 class Collator:
-    """Right-pads a micro-batch; the attention mask comes from the lengths and padded labels are ignored."""
+    """Left-pads a micro-batch, so every reply ends in the last column and the loss needs logits only for the
+    last ``keep`` positions (the longest reply + 1): the output layer is a quarter of a small model's compute
+    and its fp32 logits over a 150k vocabulary the largest activation. The attention mask comes from the
+    lengths and padded labels are ignored, whatever the pad id (it may equal the end-of-turn id)."""
 
     def __init__(self, pad_id: int) -> None:
         self.pad_id = pad_id
 
     def __call__(self, items: Sequence[Mapping[str, list[int]]]) -> dict[str, torch.Tensor]:
-        ids, mask = right_pad([item["input_ids"] for item in items], self.pad_id, "cpu")
-        labels, _ = right_pad([item["labels"] for item in items], IGNORE_INDEX, "cpu")
-        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        width = max(len(item["input_ids"]) for item in items)
+        ids = [[self.pad_id] * (width - len(item["input_ids"])) + item["input_ids"] for item in items]
+        labels = [[IGNORE_INDEX] * (width - len(item["labels"])) + item["labels"] for item in items]
+        mask = [[0] * (width - len(item["input_ids"])) + [1] * len(item["input_ids"]) for item in items]
+        return {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask), "labels": torch.tensor(labels),
+                "keep": torch.tensor(max(_trained(item) for item in items) + 1)}
 
 
 # -------------------------------------------------------------------------------------------- trainer
 
 
 class SFTTrainer(Trainer):
-    """A Trainer whose forward pass may run under bf16 autocast (the verifier's trainer does the same)."""
+    """Next-token cross-entropy on the reply tokens, from logits of the last ``keep`` positions only, under
+    bf16 autocast where it pays (the verifier's trainer does the same)."""
+
+    loss_is_scaled_for_ga = True  # compute_loss divides by the reply tokens of the whole accumulated batch
 
     def __init__(self, *args: Any, bf16: bool, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -235,8 +251,21 @@ class SFTTrainer(Trainer):
 
     def compute_loss(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor], return_outputs: bool = False,
                      num_items_in_batch: torch.Tensor | int | None = None) -> Any:
+        keep = int(inputs["keep"])
         with autocast(self.bf16, inputs["input_ids"].device):
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                            logits_to_keep=keep)
+        logits = outputs.logits[:, :-1].float()  # position p predicts token p + 1
+        targets = inputs["labels"][:, -keep + 1:]
+        total = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                ignore_index=IGNORE_INDEX, reduction="sum")
+        # Summed over the micro-batch and divided by the reply tokens of the whole accumulated batch (the
+        # Trainer's count), so every token weighs the same however the batch is split.
+        if num_items_in_batch is None:  # the Trainer did not count: this micro-batch's share of the step
+            loss = total / targets.ne(IGNORE_INDEX).sum().clamp(min=1) / self.current_gradient_accumulation_steps
+        else:
+            loss = total / num_items_in_batch
+        return (loss, outputs) if return_outputs else loss
 
 
 def train_generator(config: SFTConfig, callbacks: Sequence[TrainerCallback] = ()) -> SFTResult:
@@ -274,9 +303,11 @@ def train_generator(config: SFTConfig, callbacks: Sequence[TrainerCallback] = ()
                                                   config.lora_dropout))
     trainer = SFTTrainer(model=model, args=config.optimisation().arguments(checkpoints, len(items), config.progress),
                          train_dataset=_Items(items), data_collator=Collator(_pad_id(tokenizer)),
-                         callbacks=list(callbacks), bf16=bf16)
+                         callbacks=[*callbacks, *_snapshots(config, out, tokenizer)], bf16=bf16)
     resume = get_last_checkpoint(str(checkpoints))
-    output = trainer.train(resume_from_checkpoint=resume)
+    with warnings.catch_warnings():  # PEFT asks the model a question transformers has renamed; not ours to fix
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        output = trainer.train(resume_from_checkpoint=resume)
     info = {"format": SFT_FORMAT, "identity": identity, "base": base,
             "hyperparameters": config.hyperparameters(), "precision": "bf16" if bf16 else "fp32",
             "data": {"files": list(config.examples), "examples": len(examples), "items": len(items),
@@ -288,6 +319,67 @@ def train_generator(config: SFTConfig, callbacks: Sequence[TrainerCallback] = ()
     if not config.keep_checkpoints:
         drop_checkpoints(checkpoints)
     return SFTResult(read_sft_info(out), out / MODEL_DIR, trained=True)
+
+
+class EpochSnapshots(TrainerCallback):
+    """Saves the model (the adapter, with LoRA) at the end of every epoch but the last, atomically."""
+
+    def __init__(self, folder: Path, epochs: int, tokenizer: Any) -> None:
+        self.folder, self.epochs, self.tokenizer = folder, epochs, tokenizer
+
+    def on_epoch_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        epoch = round(state.epoch or 0)
+        if model is None or not 0 < epoch < self.epochs:
+            return
+
+        def save(path: Path) -> None:
+            model.save_pretrained(path)
+            self.tokenizer.save_pretrained(path)
+
+        with quiet_transformers():
+            _replace_dir(self.folder / f"epoch-{epoch}", save)
+
+
+def _snapshots(config: SFTConfig, out: Path, tokenizer: Any) -> list[TrainerCallback]:
+    return [EpochSnapshots(out / EPOCHS_DIR, config.epochs, tokenizer)] if config.epoch_snapshots else []
+
+
+def epoch_models(out: str | os.PathLike[str]) -> list[tuple[int, Path]]:
+    """(epoch, transformers folder) of every snapshot of a finished run with ``epoch_snapshots``, and of the
+    final model; a LoRA snapshot is merged into the base once (``epoch-E/model``).
+
+    A snapshot missing because a kill fell between an epoch's last checkpoint and its end is skipped.
+    """
+    folder = Path(out)
+    info = read_sft_info(folder)
+    epochs = int(info["hyperparameters"]["epochs"])
+    models: list[tuple[int, Path]] = []
+    for epoch in range(1, epochs):
+        snapshot = folder / EPOCHS_DIR / f"epoch-{epoch}"
+        if (snapshot / "adapter_config.json").is_file():
+            models.append((epoch, _merged(snapshot, info["base"]["name"])))
+        elif (snapshot / "config.json").is_file():
+            models.append((epoch, snapshot))
+    return [*models, (epochs, folder / MODEL_DIR)]
+
+
+def _merged(adapter: Path, base: str) -> Path:
+    """``adapter/model``: the base with the adapter merged in, written once."""
+    target = adapter / MODEL_DIR
+    if (target / "config.json").is_file():
+        return target
+    from mucode.backends.hf import load_model
+
+    ref = locate_model(base)
+    model = load_model(ref.path if ref.format == "hf" else dequantised_dir(ref), torch.float32, "cpu", str(adapter))
+
+    def save(path: Path) -> None:
+        model.save_pretrained(path)
+        load_tokenizer(adapter).save_pretrained(path)
+
+    with quiet_transformers():
+        _replace_dir(target, save)
+    return target
 
 
 def load_base(name: str, dtype: torch.dtype = torch.float32) -> tuple[PreTrainedModel, Any, dict[str, Any]]:

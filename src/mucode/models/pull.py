@@ -7,6 +7,7 @@ source delivered wrong bytes (a DataError stops the pull: the registry or the so
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import importlib.util
@@ -208,9 +209,30 @@ def requantize(source: Path, target: Path, ftype: str) -> str:
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
-        failed = llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(), ctypes.byref(params))
+        with _quiet_native_output():  # the quantiser also prints per-tensor fallback warnings itself
+            failed = llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(),
+                                                    ctypes.byref(params))
     finally:
         logger.setLevel(level)
     if failed:
         raise BackendError(f"llama.cpp could not requantise {source} to {ftype}")
     return llama_cpp.__version__
+
+
+@contextlib.contextmanager
+def _quiet_native_output() -> Iterator[None]:
+    """File descriptors 1 and 2 to /dev/null while native code runs (Python's own streams are flushed first);
+    failures are still reported through return codes."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(os.devnull, "wb") as null:
+        os.dup2(null.fileno(), 1)
+        os.dup2(null.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for descriptor in saved:
+                os.close(descriptor)
