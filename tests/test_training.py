@@ -13,8 +13,6 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from transformers import TrainerCallback  # noqa: E402
-
 from mucode.backends import SamplingParams, load_backend  # noqa: E402
 from mucode.errors import ConfigError, DataError  # noqa: E402
 from mucode.expert import SFTExample  # noqa: E402
@@ -29,6 +27,7 @@ from mucode.training import (  # noqa: E402
     train_generator,
     write_examples,
 )
+from tests.test_verifier_train import Interrupt  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -163,17 +162,6 @@ def test_epoch_snapshots_give_one_model_per_epoch(data: Path, tiny_qwen2: Path, 
     name = "model.layers.0.mlp.down_proj.weight"
     assert not torch.equal(first[name], second[name]) and not torch.equal(second[name], last[name])
     assert epoch_models(tmp_path / "sft")[0][1] == models[0][1]  # merged once, then reused
-
-
-class Interrupt(TrainerCallback):
-    """Stops training at a given step, as a kill would (the step's checkpoint is not written)."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            raise KeyboardInterrupt
 
 
 def weights(model_dir: Path) -> dict[str, torch.Tensor]:

@@ -57,6 +57,11 @@ class Optimisation:
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
 
+    @classmethod
+    def of(cls, config: Any) -> Optimisation:
+        """The settings of a job config that has fields of the same names (both jobs' configs do)."""
+        return cls(**{name: getattr(config, name) for name in cls.__dataclass_fields__})
+
     def steps(self, items: int) -> int:
         """Optimiser steps of the whole run (the Trainer's count: a last partial accumulation makes a step)."""
         micro_batches = math.ceil(items / self.micro_batch_size)

@@ -120,10 +120,7 @@ class SFTConfig:
             raise ConfigError("no example files given")
 
     def optimisation(self) -> Optimisation:
-        return Optimisation(epochs=self.epochs, batch_size=self.batch_size, micro_batch_size=self.micro_batch_size,
-                            learning_rate=float(self.learning_rate or 0), weight_decay=self.weight_decay,
-                            adam_epsilon=self.adam_epsilon, max_grad_norm=self.max_grad_norm, seed=self.seed,
-                            save_steps=self.save_steps, logging_steps=self.logging_steps)
+        return Optimisation.of(self)
 
     def hyperparameters(self) -> dict[str, Any]:
         """The fields that determine the trained weights (not where they go or how progress is shown)."""
