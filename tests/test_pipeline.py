@@ -138,6 +138,21 @@ def test_a_rerun_does_no_work_and_another_config_is_refused(finished, tiny_coder
         run_quietly(experiment(tiny_coder, problems_file, rollouts={"rollouts": 5}), out)
 
 
+@pytest.mark.parametrize(("method", "stages"), [
+    ("instruct", ["evals/base/greedy"]),
+    ("rft-multi", ["iter-1/rollouts", "evals/base/greedy", "iter-1/expert", "iter-1/sft", "evals/iter-1/greedy"]),
+])
+def test_baselines_run_only_the_stages_they_need(tiny_coder: Path, problems_file: Path, tmp_path: Path,
+                                                  method: str, stages: list[str]) -> None:
+    """Instruct trains nothing; multi-turn RFT needs no verifier when no search uses one."""
+    config = experiment(tiny_coder, problems_file, method=method, sft={"epochs": 1, "select": "last"})
+    config["evals"] = config["evals"][:1]  # greedy only
+    summary, lines = run_quietly(config, tmp_path / "run")
+    assert [line.split(":")[0] for line in lines] == stages
+    label = {"instruct": "Instruct", "rft-multi": "Multi-turn RFT (iter 1)"}[method]
+    assert list(summary["generators"].values())[-1]["label"] == label
+
+
 # --------------------------------------------------------------------------------------- kill and resume
 
 KILLER = textwrap.dedent("""

@@ -150,6 +150,7 @@ def test_sft_json_records_how_it_was_made(data: Path, tiny_qwen2: Path, tmp_path
     assert info["hyperparameters"]["learning_rate"] == 3e-3 and info["precision"] == "fp32"
     assert {"torch", "transformers", "mucode"} <= info["versions"].keys()
     assert not list((tmp_path / "sft" / "checkpoints").glob("checkpoint-*"))  # weights of finished runs dropped
+    assert list((tmp_path / "sft" / "checkpoints").rglob("events.out.tfevents.*"))  # TensorBoard logs stay
 
 
 @pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
