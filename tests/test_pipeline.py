@@ -293,4 +293,7 @@ def test_config_files_are_validated_before_any_work(tmp_path: Path, tiny_coder: 
     with pytest.raises(ConfigError, match="is not a GGUF file"):
         train(parse_config({**good, "generator": {"base": str(tiny_coder), "backend": "llamacpp"}}),
               tmp_path / "never", log=lambda line: None)
+    typo = {**good, "evals": [{**good["evals"][0], "dataset": "humaneval", "split": "train"}]}
+    with pytest.raises(ConfigError, match=r"evals.greedy: unknown split 'train'; choose one of: test"):
+        train(parse_config(typo), tmp_path / "never", log=lambda line: None)
     assert not (tmp_path / "never").exists()  # nothing was started

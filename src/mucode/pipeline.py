@@ -24,6 +24,7 @@ resume from what is on disk), so ``kill -9`` at any moment loses at most the wor
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import time
@@ -36,7 +37,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from mucode.backends import DEFAULT_BACKEND
-from mucode.errors import ConfigError
+from mucode.errors import ConfigError, MucodeError
 from mucode.evaluate import package_versions
 from mucode.expert import METHODS, ExpertConfig, build_examples, summarize_examples
 from mucode.models import DEFAULT_MODEL
@@ -300,9 +301,20 @@ def run_stage(stage: Stage, log: Log) -> dict[str, Any]:
     seconds = round(time.time() - started, 1)
     write_json(manifest, {"stage": stage.name, "identity": stage.identity, "result": result,
                           "timings": {"seconds": seconds, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")},
-                          "versions": package_versions()})
+                          "versions": stage_versions()})
     log(f"{stage.name}: {stage.summary(result)} · {_duration(seconds)}")
     return result
+
+
+def stage_versions() -> dict[str, str | None]:
+    """mucode, Python and the platform, and the packages that can change a stage's output."""
+    found = dict(package_versions())
+    for package in ("torch", "transformers", "peft", "accelerate", "llama_cpp_python", "gguf"):
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            found[package] = None
+    return found
 
 
 def _duration(seconds: float) -> str:
@@ -572,7 +584,23 @@ class Pipeline:
             write_atomic(self.out / CONFIG_COPY, self.config_file.read_bytes())
         write_json(path, {"format": PIPELINE_FORMAT, "name": self.config.name, "method": self.config.method,
                           "label": METHOD_LABELS[self.config.method], "config": wanted,
-                          "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "versions": package_versions()})
+                          "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "versions": stage_versions()})
+
+    def _check_datasets(self) -> None:
+        """Every dataset, split and policy the run will read loads now, not an hour in."""
+        from mucode.problems import load_problems
+
+        config = self.config
+        reads = [("data", config.data.dataset, config.data.split, config.data.policy),
+                 *((f"evals.{e.name}", e.dataset, e.split, e.policy) for e in config.evals)]
+        if config.sft.select == "validation" and config.training_iterations:
+            validation = config.sft.validation
+            reads.append(("sft.validation", validation.dataset, validation.split, validation.policy))
+        for where, dataset, split, policy in reads:
+            try:
+                load_problems(dataset, split, policy=policy)
+            except MucodeError as error:
+                raise ConfigError(f"{where}: {error}") from None
 
     def _check_generator(self) -> None:
         """Fail before any work when the generator cannot be trained or exported as configured; registry
@@ -583,6 +611,7 @@ class Pipeline:
         for name in {self.config.generator.base, self.config.verifier.backbone}:
             if name in REGISTRY:
                 pull(name)
+        self._check_datasets()
         ref = resolve_model(self.config.generator.base)
         if self.config.generator.backend == "llamacpp" and ref.format != "gguf" and self.config.training_iterations:
             raise ConfigError(f"generator.base {self.config.generator.base!r} is not a GGUF file: fine-tuned "
