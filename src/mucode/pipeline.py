@@ -8,7 +8,9 @@ Iteration k (1..K) with generator G_{k-1} (G_0 = the base model):
    verifier (the paper relabels all data; ``expert.rescore = false`` keeps earlier examples as they were,
    as the reference does);
 4. ``sft``: fine-tune from the base model (``sft.init``) on the examples (`mucode.training`);
-5. ``export``: the fine-tuned model as GGUF for the llama.cpp backend (`mucode.export`).
+5. ``export``: the fine-tuned model as GGUF for the llama.cpp backend (`mucode.export`); with
+   ``sft.select = "validation"``, every epoch's model is exported and searched greedily on the validation
+   split instead, and the best becomes G_k (the paper chooses its checkpoint on MBPP validation).
 
 Each ``[[evals]]`` entry is a multi-turn search (`mucode.search`) run for the base model ("Instruct") and
 the generator of every iteration (or only the last, ``evaluate = "last"``). A search that uses the verifier
