@@ -26,10 +26,13 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from mucode.backends.hf import cpu_bf16_is_faster
 from mucode.errors import ConfigError
-from mucode.rollout import prepare_run_dir
+from mucode.rollout import check_positive, prepare_run_dir
 
 CHECKPOINTS_DIR = "checkpoints"
 PRECISIONS = ("auto", "bf16", "fp32")
+# Fields every fine-tuning job config has that must be positive integers.
+POSITIVE_FIELDS = ("lora_rank", "lora_alpha", "epochs", "batch_size", "micro_batch_size", "max_length", "save_steps",
+                   "logging_steps")
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,24 @@ class Optimisation:
             report_to=["tensorboard"] if importlib.util.find_spec("tensorboard") else "none",
             disable_tqdm=not shown, remove_unused_columns=False, label_names=[], dataloader_num_workers=0,
             dataloader_pin_memory=False, use_cpu=not torch.cuda.is_available())
+
+
+def validate_job(config: Any, default_learning_rate: Mapping[str, float], positive: tuple[str, ...] = (),
+                 non_negative: tuple[str, ...] = ()) -> None:
+    """Checks a (frozen) job config's shared fields and fills in its learning rate's default.
+
+    One place for the rules both trainers share, so a bad value gets the same message from either. The
+    default learning rate depends on ``config.lora`` (a LoRA adapter wants a far larger step than full weights).
+    """
+    check_precision(config.precision)
+    for name in (*POSITIVE_FIELDS, *positive):
+        check_positive(name, getattr(config, name))
+    for name in ("lora_dropout", *non_negative):
+        if getattr(config, name) < 0:
+            raise ConfigError(f"{name} must be >= 0, got {getattr(config, name)}")
+    if config.learning_rate is None:
+        object.__setattr__(config, "learning_rate", default_learning_rate["lora" if config.lora else "full"])
+    Optimisation.of(config)  # validates the batch sizes, learning rate and optimiser settings
 
 
 def check_precision(precision: str) -> None:

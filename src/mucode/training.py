@@ -46,15 +46,15 @@ from mucode.finetune import (
     Optimisation,
     autocast,
     changed_fields,
-    check_precision,
     checkpoint_dir,
     drop_checkpoints,
     final_metrics,
     lora_config,
     use_bf16,
+    validate_job,
 )
 from mucode.models import DEFAULT_MODEL
-from mucode.rollout import check_positive, write_json
+from mucode.rollout import write_json
 from mucode.verifier.model import disable_dropout, quiet_transformers, versions
 
 SFT_FORMAT = "mucode.sft/1"
@@ -106,15 +106,7 @@ class SFTConfig:
     progress: bool | None = None  # None: progress bars when stderr is a terminal
 
     def __post_init__(self) -> None:
-        check_precision(self.precision)
-        for name in ("lora_rank", "lora_alpha", "epochs", "batch_size", "micro_batch_size", "max_length",
-                     "save_steps", "logging_steps"):
-            check_positive(name, getattr(self, name))
-        if self.lora_dropout < 0:
-            raise ConfigError(f"lora_dropout must be >= 0, got {self.lora_dropout}")
-        if self.learning_rate is None:
-            object.__setattr__(self, "learning_rate", DEFAULT_LEARNING_RATE["lora" if self.lora else "full"])
-        self.optimisation()
+        validate_job(self, DEFAULT_LEARNING_RATE)
         object.__setattr__(self, "examples", tuple(str(path) for path in self.examples))
         if not self.examples:
             raise ConfigError("no example files given")

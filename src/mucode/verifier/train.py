@@ -34,15 +34,14 @@ from mucode.finetune import (
     Optimisation,
     autocast,
     changed_fields,
-    check_precision,
     checkpoint_dir,
     drop_checkpoints,
     final_metrics,
     lora_config,
     use_bf16,
+    validate_job,
 )
 from mucode.models import DEFAULT_MODEL
-from mucode.rollout import check_positive
 from mucode.verifier.data import (
     DEFAULT_PAIRS_PER_PROBLEM,
     Example,
@@ -111,16 +110,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ConfigError(f"loss must be one of {', '.join(LOSSES)}; got {self.loss!r}")
-        check_precision(self.precision)
-        for name in ("lora_rank", "lora_alpha", "epochs", "batch_size", "micro_batch_size", "pairs_per_problem",
-                     "max_length", "save_steps", "logging_steps"):
-            check_positive(name, getattr(self, name))
-        for name in ("l2_coeff", "lora_dropout"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.learning_rate is None:
-            object.__setattr__(self, "learning_rate", DEFAULT_LEARNING_RATE["lora" if self.lora else "full"])
-        self.optimisation()  # validates the batch sizes, learning rate and optimiser settings
+        validate_job(self, DEFAULT_LEARNING_RATE, positive=("pairs_per_problem",), non_negative=("l2_coeff",))
         object.__setattr__(self, "rollouts", tuple(str(run) for run in self.rollouts))
 
     def optimisation(self) -> Optimisation:
