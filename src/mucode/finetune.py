@@ -24,7 +24,7 @@ import torch
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from mucode.backends.hf import cpu_bf16_is_faster
+from mucode.backends.hf import cpu_bf16_is_faster, quiet_peft
 from mucode.errors import ConfigError
 from mucode.rollout import check_positive, prepare_run_dir
 
@@ -158,11 +158,15 @@ def final_metrics(trainer: Trainer, metrics: Mapping[str, Any], logged: tuple[st
             "log_history": [entry for entry in trainer.state.log_history if "loss" in entry]}
 
 
-def lora_config(task_type: str, rank: int, alpha: int, dropout: float, **extra: Any) -> Any:
-    """A PEFT LoraConfig on every linear layer; ConfigError when peft is missing."""
+def with_lora(model: torch.nn.Module, task_type: str, rank: int, alpha: int, dropout: float,
+              **extra: Any) -> torch.nn.Module:
+    """``model`` with PEFT LoRA adapters on every linear layer; ConfigError when peft is missing."""
     try:
-        from peft import LoraConfig
+        from peft import LoraConfig, get_peft_model
     except ImportError as error:
         raise ConfigError(f"LoRA needs peft: {error} (install it with `pip install mucode[hf]`)") from error
-    return LoraConfig(task_type=task_type, r=rank, lora_alpha=alpha, lora_dropout=dropout,
+    lora = LoraConfig(task_type=task_type, r=rank, lora_alpha=alpha, lora_dropout=dropout,
                       target_modules="all-linear", **extra)
+    with quiet_peft():
+        return get_peft_model(model, lora)
+

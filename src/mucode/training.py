@@ -28,7 +28,6 @@ import json
 import os
 import shutil
 import time
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -49,9 +48,10 @@ from mucode.finetune import (
     checkpoint_dir,
     drop_checkpoints,
     final_metrics,
-    lora_config,
+    quiet_peft,
     use_bf16,
     validate_job,
+    with_lora,
 )
 from mucode.models import DEFAULT_MODEL
 from mucode.rollout import write_json
@@ -286,16 +286,12 @@ def train_generator(config: SFTConfig, callbacks: Sequence[TrainerCallback] = ()
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if config.lora:
-        from peft import get_peft_model
-
-        model = get_peft_model(model, lora_config("CAUSAL_LM", config.lora_rank, config.lora_alpha,
-                                                  config.lora_dropout))
+        model = with_lora(model, "CAUSAL_LM", config.lora_rank, config.lora_alpha, config.lora_dropout)
     trainer = SFTTrainer(model=model, args=config.optimisation().arguments(checkpoints, len(items), config.progress),
                          train_dataset=_Items(items), data_collator=Collator(_pad_id(tokenizer)),
                          callbacks=[*callbacks, *_snapshots(config, out, tokenizer)], bf16=bf16)
     resume = get_last_checkpoint(str(checkpoints))
-    with warnings.catch_warnings():  # PEFT asks the model a question transformers has renamed; not ours to fix
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    with quiet_peft():
         output = trainer.train(resume_from_checkpoint=resume)
     info = {"format": SFT_FORMAT, "identity": identity, "base": base,
             "hyperparameters": config.hyperparameters(), "precision": "bf16" if bf16 else "fp32",

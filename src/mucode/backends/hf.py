@@ -15,10 +15,13 @@ floating-point differences between batched and unbatched kernels, which can move
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
@@ -35,6 +38,7 @@ from transformers import (
     TemperatureLogitsWarper,
     TopPLogitsWarper,
 )
+from transformers.models.llama.modeling_llama import LlamaModel
 
 from mucode.backends.base import Backend, Completion, Conversation, GenerationStats, SamplingParams, sample_seed
 from mucode.errors import BackendError, ConfigError
@@ -42,6 +46,9 @@ from mucode.models import ModelRef, model_home, resolve_model
 
 DTYPES = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16",
           "fp16": "float16", "float16": "float16"}
+#: The keyword a KV cache goes by in model calls and ``generate``: transformers 5.25 renamed ``past_key_values``
+#: to ``cache`` (the old name warns there and is dropped in 5.40); older versions know only ``past_key_values``.
+CACHE_KEYWORD = "cache" if "cache" in inspect.signature(LlamaModel.forward).parameters else "past_key_values"
 _MARK = "MUCODE_END_OF_TURN_PROBE"  # assistant text whose rendered suffix is the end-of-turn token
 # End-of-text markers of common chat models; like llama.cpp's end-of-generation list, any that the vocabulary
 # has as a special token also ends a turn (GGUF configs name one eos, e.g. Qwen's <|im_end|> but not <|endoftext|>).
@@ -135,7 +142,7 @@ class HFBackend(Backend):
         with torch.inference_mode():
             cache = self._shared_prefill(chunk, input_ids, attention_mask)
             output = self._model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
-                                          logits_processor=processors, past_key_values=cache,
+                                          logits_processor=processors, **{CACHE_KEYWORD: cache},
                                           tokenizer=self._tokenizer if params.stop else None)
         seconds = time.perf_counter() - start
         new_tokens = output[:, input_ids.shape[1]:].tolist()
@@ -156,7 +163,7 @@ class HFBackend(Backend):
         ids, mask = input_ids[firsts, :-1], attention_mask[firsts, :-1]
         cache = DynamicCache(config=self._model.config)
         self._model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
-                    past_key_values=cache, use_cache=True, logits_to_keep=1)
+                    use_cache=True, logits_to_keep=1, **{CACHE_KEYWORD: cache})
         cache.reorder_cache(torch.tensor(row_slot, device=input_ids.device))
         return cache
 
@@ -255,7 +262,17 @@ def _merge_adapter(model, adapter: Path):
         from peft import PeftModel
     except ImportError as error:
         raise ConfigError(f"LoRA adapters need peft: {error} (install it with `pip install mucode[hf]`)") from error
-    return PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    with quiet_peft():
+        return PeftModel.from_pretrained(model, adapter).merge_and_unload()
+
+
+@contextmanager
+def quiet_peft() -> Iterator[None]:
+    """Silences the FutureWarning PEFT triggers by asking a model ``is_gradient_checkpointing``, an attribute
+    transformers 5 renamed: it is about PEFT's code, and the user can do nothing about it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
 
 
 def _adapter_id(adapter: Path) -> str:

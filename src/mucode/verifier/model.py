@@ -35,6 +35,7 @@ from transformers import logging as transformers_logging
 
 from mucode import __version__
 from mucode.backends.hf import (
+    CACHE_KEYWORD,
     dequantised_dir,
     load_tokenizer,
     locate_model,
@@ -102,7 +103,7 @@ def sequence_scores(model: Any, input_ids: torch.Tensor, attention_mask: torch.T
     else:
         full_mask, positions = attention_mask, (attention_mask.cumsum(-1) - 1).clamp(min=0)
     hidden = backbone(input_ids=input_ids, attention_mask=full_mask, position_ids=positions,
-                      past_key_values=past_key_values, use_cache=past_key_values is not None).last_hidden_state
+                      use_cache=past_key_values is not None, **{CACHE_KEYWORD: past_key_values}).last_hidden_state
     columns = torch.arange(width, device=attention_mask.device)
     last = (columns * attention_mask).argmax(dim=-1)
     return head(hidden[torch.arange(batch, device=hidden.device), last]).squeeze(-1).float()
@@ -281,7 +282,7 @@ class Verifier:
         """The key/value tensors of the shared prefix, computed once for the group."""
         backbone, _ = _backbone_and_head(self.model)
         cache = DynamicCache(config=self.model.config)
-        backbone(input_ids=torch.tensor([ids], device=self.device), past_key_values=cache, use_cache=True)
+        backbone(input_ids=torch.tensor([ids], device=self.device), use_cache=True, **{CACHE_KEYWORD: cache})
         return [(layer.keys, layer.values) for layer in cache.layers]
 
 

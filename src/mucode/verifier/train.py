@@ -37,9 +37,10 @@ from mucode.finetune import (
     checkpoint_dir,
     drop_checkpoints,
     final_metrics,
-    lora_config,
+    quiet_peft,
     use_bf16,
     validate_job,
+    with_lora,
 )
 from mucode.models import DEFAULT_MODEL
 from mucode.verifier.data import (
@@ -282,7 +283,8 @@ def train_verifier(config: TrainConfig, callbacks: Sequence[TrainerCallback] = (
                               data_collator=Collator(config.loss, tokenizer.pad_token_id or 0),
                               callbacks=list(callbacks), loss_name=config.loss, l2_coeff=config.l2_coeff, bf16=bf16)
     resume = get_last_checkpoint(str(checkpoints))
-    output = trainer.train(resume_from_checkpoint=resume)
+    with quiet_peft():
+        output = trainer.train(resume_from_checkpoint=resume)
     final = trainer.model.merge_and_unload() if config.lora else trainer.model
     info = {"identity": identity, "backbone": {"name": config.backbone, "model_id": ref.model_id},
             "loss": config.loss, "template": data.template, "hyperparameters": config.hyperparameters(),
@@ -339,8 +341,5 @@ def _training_items(config: TrainConfig, selected: Sequence[Any],
 
 def _with_lora(model: torch.nn.Module, config: TrainConfig) -> torch.nn.Module:
     """LoRA adapters on every linear layer of the backbone; the scalar head is trained in full."""
-    lora = lora_config("SEQ_CLS", config.lora_rank, config.lora_alpha, config.lora_dropout,
-                       modules_to_save=["score"])
-    from peft import get_peft_model
-
-    return get_peft_model(model, lora)
+    return with_lora(model, "SEQ_CLS", config.lora_rank, config.lora_alpha, config.lora_dropout,
+                     modules_to_save=["score"])
