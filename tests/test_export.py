@@ -33,7 +33,7 @@ from safetensors.torch import load_file, save_file  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 import mucode.export  # noqa: E402
-from mucode.backends.hf import dequantised_dir, file_sha256, locate_model  # noqa: E402
+from mucode.backends.hf import dequantised_dir, file_sha256, locate_model, quiet_peft  # noqa: E402
 from mucode.cli import app, main  # noqa: E402
 from mucode.errors import ConfigError  # noqa: E402
 from mucode.export import export_gguf, manifest_path, rope_permute  # noqa: E402
@@ -352,8 +352,9 @@ def test_peft_adapter_is_merged_onto_the_template(base_dir: Path, smollm2_gguf: 
     peft = pytest.importorskip("peft")
     model = transformers.AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     torch.manual_seed(0)
-    lora = peft.get_peft_model(model, peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
-                                                      init_lora_weights=False))
+    with quiet_peft():
+        lora = peft.get_peft_model(model, peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
+                                                          init_lora_weights=False))
     lora.save_pretrained(tmp_path / "adapter")
     merged = lora.merge_and_unload().state_dict()
     manifest = export_gguf(tmp_path / "adapter", smollm2_gguf, tmp_path / "merged.gguf", ftype="f32")

@@ -169,4 +169,3 @@ def with_lora(model: torch.nn.Module, task_type: str, rank: int, alpha: int, dro
                       target_modules="all-linear", **extra)
     with quiet_peft():
         return get_peft_model(model, lora)
-

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, PreTrainedModel, Trainer, TrainerCallback, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from mucode.backends.hf import dequantised_dir, load_tokenizer, locate_model, template_end_id
+from mucode.backends.hf import dequantised_dir, load_tokenizer, locate_model, quiet_peft, template_end_id
 from mucode.errors import ConfigError, DataError
 from mucode.expert import SFTExample
 from mucode.finetune import (
@@ -48,7 +48,6 @@ from mucode.finetune import (
     checkpoint_dir,
     drop_checkpoints,
     final_metrics,
-    quiet_peft,
     use_bf16,
     validate_job,
     with_lora,

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
+from mucode.backends.hf import quiet_peft
 from mucode.errors import ConfigError
 from mucode.finetune import (
     Optimisation,
@@ -37,7 +38,6 @@ from mucode.finetune import (
     checkpoint_dir,
     drop_checkpoints,
     final_metrics,
-    quiet_peft,
     use_bf16,
     validate_job,
     with_lora,
