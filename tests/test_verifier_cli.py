@@ -70,16 +70,29 @@ def test_score_and_evaluate_write_their_files(trained: Path, runs: dict[str, Pat
     assert mucode("verifier", "evaluate", "--verifier", str(trained), "--rollouts", str(runs["held-out"]),
                   "--dtype", "fp32", "--subsets", "50") == 0
     output = capsys.readouterr().out
-    for text in ("pairwise accuracy", "AUROC", "selection accuracy", "verifier", "random", "oracle"):
+    for text in ("pairwise accuracy", "AUROC", "selection accuracy", "verifier", "random", "oracle",
+                 "with both labels"):
         assert text in output
     evaluation = json.loads((trained / "evaluation.json").read_text())
     metrics = evaluation["metrics"]
     assert metrics["examples"] == len(held_out) and set(metrics["selection"]) == {"2", "4", "8"}
+    assert set(metrics["selection_mixed"]) == {"2", "4", "8"}
     assert metrics["subsets"] == 50 and 0 <= metrics["auroc"] <= 1
     for row in metrics["selection"].values():
         assert row["random"] <= row["oracle"] and row["verifier"] <= row["oracle"]
     rescored = [json.loads(line)["score"] for line in (trained / "scores.jsonl").read_text().splitlines()]
     assert rescored == [line["score"] for line in lines]
+
+
+def test_head_only_training_from_the_command_line(runs: dict[str, Path], tiny_qwen2: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    assert mucode("verifier", "train", "--rollouts", str(runs["a"]), "--backbone", str(tiny_qwen2), "--out",
+                  str(tmp_path / "v"), "--head-only", "--loss", "bce", "--precision", "fp32") == 0
+    assert "(bce, head" in capsys.readouterr().out  # the title wraps
+    info = json.loads((tmp_path / "v" / "verifier.json").read_text())
+    chosen = info["hyperparameters"]
+    assert (chosen["head_only"], chosen["learning_rate"], chosen["epochs"]) == (True, 1e-3, 30)
+    assert len(info["training"]["log_history"]) == 30
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -89,6 +102,8 @@ def test_score_and_evaluate_write_their_files(trained: Path, runs: dict[str, Pat
     (["train", "--rollouts", "{run}", "--out", "{tmp}/v", "--loss", "hinge"], "loss must be one of bt, bce"),
     (["train", "--rollouts", "{run}", "--out", "{tmp}/v", "--batch-size", "6", "--micro-batch-size", "4"],
      "must be a multiple of micro_batch_size"),
+    (["train", "--rollouts", "{run}", "--out", "{tmp}/v", "--head-only", "--lora"],
+     "head_only and lora exclude each other"),
 ])
 def test_errors_are_one_line(args: list[str], message: str, trained: Path, runs: dict[str, Path], tmp_path: Path,
                              capsys: pytest.CaptureFixture[str]) -> None:

@@ -67,3 +67,8 @@ def test_verifier_metrics_bundle_counts_and_every_k() -> None:
     assert metrics["pairwise_accuracy"]["macro"] == pytest.approx(1 / 2)
     assert metrics["selection"]["2"]["oracle"] > metrics["selection"]["2"]["verifier"]  # b: always the wrong one
     assert metrics["selection"]["4"] == {"verifier": 1.0, "random": 0.25, "oracle": 1.0, "problems": 1}
+    assert metrics["selection_mixed"] == metrics["selection"]  # both problems have both labels
+    with_easy = {**groups, "c": group([0.1, 0.2, 0.3, 0.4], [1, 1, 1, 1])}
+    diluted = verifier_metrics(with_easy, ks=(2, 4), subsets=10, seed=0)
+    assert diluted["selection_mixed"] == metrics["selection"]  # c, all correct, only enters `selection`
+    assert diluted["selection"]["4"] == {"verifier": 1.0, "random": 0.625, "oracle": 1.0, "problems": 2}

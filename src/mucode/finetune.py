@@ -91,7 +91,7 @@ def validate_job(config: Any, default_learning_rate: Mapping[str, float], positi
     """Checks a (frozen) job config's shared fields and fills in its learning rate's default.
 
     One place for the rules both trainers share, so a bad value gets the same message from either. The
-    default learning rate depends on ``config.lora`` (a LoRA adapter wants a far larger step than full weights).
+    default learning rate depends on `training_mode` (a LoRA adapter wants a far larger step than full weights).
     """
     check_precision(config.precision)
     for name in (*POSITIVE_FIELDS, *positive):
@@ -100,8 +100,13 @@ def validate_job(config: Any, default_learning_rate: Mapping[str, float], positi
         if getattr(config, name) < 0:
             raise ConfigError(f"{name} must be >= 0, got {getattr(config, name)}")
     if config.learning_rate is None:
-        object.__setattr__(config, "learning_rate", default_learning_rate["lora" if config.lora else "full"])
+        object.__setattr__(config, "learning_rate", default_learning_rate[training_mode(config)])
     Optimisation.of(config)  # validates the batch sizes, learning rate and optimiser settings
+
+
+def training_mode(config: Any) -> str:
+    """"head" (only a scalar head is trained: the verifier's ``head_only``), "lora" or "full"."""
+    return "head" if getattr(config, "head_only", False) else "lora" if config.lora else "full"
 
 
 def check_precision(precision: str) -> None:

@@ -122,8 +122,9 @@ class VerifierSection(_Section):
     lora: bool = False
     lora_rank: PositiveInt = 16
     lora_alpha: PositiveInt = 32
+    head_only: bool = False
     learning_rate: float | None = None
-    epochs: PositiveInt = 2
+    epochs: PositiveInt | None = None
     batch_size: PositiveInt = 64
     micro_batch_size: PositiveInt = 2
     pairs_per_problem: PositiveInt = 32

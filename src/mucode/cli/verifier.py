@@ -37,9 +37,15 @@ def train_command(
     lora_rank: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
     lora_alpha: Annotated[int, typer.Option(help="LoRA alpha.")] = 32,
     lora_dropout: Annotated[float, typer.Option(help="LoRA dropout.")] = 0.0,
+    head_only: Annotated[bool, typer.Option("--head-only", help="Train only the scalar head on the frozen "
+                                                                "backbone's features (a linear probe): minutes "
+                                                                "on a CPU, not hours; weaker than fine-tuning.")]
+    = False,
     learning_rate: Annotated[float | None, typer.Option(help="Peak learning rate (linear decay to 0, no warmup).",
-                                                        show_default="1e-5; 1e-4 with --lora")] = None,
-    epochs: Annotated[int, typer.Option(help="Passes over the training data.")] = 2,
+                                                        show_default="1e-5; 1e-4 with --lora; 1e-3 with "
+                                                                     "--head-only")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Passes over the training data.",
+                                               show_default="2; 30 with --head-only")] = None,
     batch_size: Annotated[int, typer.Option(help="Pairs (bt) or examples (bce) per optimiser step.")] = 64,
     micro_batch_size: Annotated[int, typer.Option(help="Pairs or examples per forward pass (gradients are "
                                                        "accumulated up to --batch-size).")] = 2,
@@ -65,7 +71,7 @@ def train_command(
 
     config = TrainConfig(rollouts=split_ids(rollouts), out=str(out), loss=loss, backbone=backbone, lora=lora,
                          lora_rank=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
-                         learning_rate=learning_rate, epochs=epochs, batch_size=batch_size,
+                         head_only=head_only, learning_rate=learning_rate, epochs=epochs, batch_size=batch_size,
                          micro_batch_size=micro_batch_size, pairs_per_problem=pairs_per_problem,
                          max_length=max_length, l2_coeff=l2_coeff, weight_decay=weight_decay,
                          adam_epsilon=adam_epsilon, max_grad_norm=max_grad_norm, seed=seed, precision=precision,
@@ -126,7 +132,8 @@ def evaluate_command(
 
 def train_table(info: Mapping[str, Any], out: Path, trained: bool) -> Table:
     data, training = info["data"], info["training"]
-    title = f"mucode verifier train: {info['backbone']['name']} ({info['loss']})"
+    mode = ", head only" if info["hyperparameters"].get("head_only") else ""
+    title = f"mucode verifier train: {info['backbone']['name']} ({info['loss']}{mode})"
     table = _table(title if trained else f"{title}, already trained")
     table.add_row("examples", f"{data['examples']} ({data['positives']} correct, {data['problems']} problems, "
                               f"{data['problems_with_both_labels']} with both labels)")
@@ -156,10 +163,12 @@ def evaluation_tables(evaluation: Mapping[str, Any], title: str) -> list[Table]:
     summary.add_row("codes per second", f"{evaluation['scoring']['candidates_per_second']:.2f}")
     selection = Table(title=f"selection accuracy: pick 1 of k ({metrics['subsets']} random subsets per problem)",
                       title_justify="left")
-    for column in ("k", "problems", "verifier", "random", "oracle"):
+    for column in ("problems", "k", "n", "verifier", "random", "oracle"):
         selection.add_column(column, justify="right")
-    for k, row in metrics["selection"].items():
-        selection.add_row(k, str(row["problems"]), *(_percent(row[name]) for name in ("verifier", "random", "oracle")))
+    for label, key in (("all", "selection"), ("with both labels", "selection_mixed")):
+        for k, row in metrics.get(key, {}).items():
+            selection.add_row(label, k, str(row["problems"]),
+                              *(_percent(row[name]) for name in ("verifier", "random", "oracle")))
     return [summary, selection]
 
 

@@ -7,7 +7,9 @@ All three take the candidates of each problem as (scores, labels) arrays:
 - selection accuracy at k: for each problem with at least k candidates, M random k-subsets; the verifier picks
   its argmax (ties broken at random), a random pick is right with probability = the subset's fraction correct,
   and the oracle is right when any candidate of the subset is — the BoN@k curve of the paper's Fig. 4, against
-  its floor and its ceiling. Averaged over subsets, then over problems.
+  its floor and its ceiling. Averaged over subsets, then over problems. Problems whose candidates are all
+  correct or all incorrect give the same number to all three and dilute their differences, so the numbers are
+  also given over the problems with both labels only (``selection_mixed``), where a pick can matter.
 """
 
 from __future__ import annotations
@@ -91,10 +93,13 @@ def selection_accuracy(groups: Mapping[str, Group], k: int, subsets: int = DEFAU
 
 def verifier_metrics(groups: Mapping[str, Group], ks: Sequence[int] = DEFAULT_KS, subsets: int = DEFAULT_SUBSETS,
                      seed: int = 0) -> dict[str, Any]:
-    """Every metric above, plus the counts they were computed on."""
+    """Every metric above, plus the counts they were computed on; selection accuracy both over every problem
+    and over those with both labels."""
     scores = np.concatenate([group[0] for group in groups.values()]) if groups else np.zeros(0)
     labels = np.concatenate([group[1] for group in groups.values()]) if groups else np.zeros(0, dtype=bool)
+    mixed = {task_id: (s, y) for task_id, (s, y) in groups.items() if y.any() and not y.all()}
     return {"examples": len(scores), "positives": int(labels.sum()), "problems": len(groups),
             "pairwise_accuracy": pairwise_accuracy(groups), "auroc": auroc(scores, labels),
             "selection": {str(k): selection_accuracy(groups, k, subsets, seed) for k in ks},
+            "selection_mixed": {str(k): selection_accuracy(mixed, k, subsets, seed) for k in ks},
             "subsets": subsets, "seed": seed}

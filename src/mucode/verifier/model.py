@@ -89,12 +89,21 @@ class InputFormat:
 
 def sequence_scores(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
                     past_key_values: DynamicCache | None = None, prefix_length: int = 0) -> torch.Tensor:
-    """One float32 score per row, read at the row's last attended position of ``input_ids``.
+    """One float32 score per row: the scalar head on `last_hidden_states` (same arguments)."""
+    _, head = _backbone_and_head(model)
+    hidden = last_hidden_states(model, input_ids, attention_mask, past_key_values=past_key_values,
+                                prefix_length=prefix_length)
+    return head(hidden).squeeze(-1).float()
+
+
+def last_hidden_states(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
+                       past_key_values: DynamicCache | None = None, prefix_length: int = 0) -> torch.Tensor:
+    """The backbone's final hidden state of each row at its last attended position: what the head reads.
 
     ``model`` is a sequence-classification model (or a PEFT model wrapping one). With ``past_key_values`` of
     ``prefix_length`` unpadded tokens, ``input_ids`` are the rows' continuations; padding may be on either side.
     """
-    backbone, head = _backbone_and_head(model)
+    backbone, _ = _backbone_and_head(model)
     batch, width = input_ids.shape
     if prefix_length:
         prefix_mask = torch.ones(batch, prefix_length, dtype=attention_mask.dtype, device=attention_mask.device)
@@ -106,7 +115,12 @@ def sequence_scores(model: Any, input_ids: torch.Tensor, attention_mask: torch.T
                       use_cache=past_key_values is not None, **{CACHE_KEYWORD: past_key_values}).last_hidden_state
     columns = torch.arange(width, device=attention_mask.device)
     last = (columns * attention_mask).argmax(dim=-1)
-    return head(hidden[torch.arange(batch, device=hidden.device), last]).squeeze(-1).float()
+    return hidden[torch.arange(batch, device=hidden.device), last]
+
+
+def scalar_head(model: Any) -> torch.nn.Module:
+    """The linear layer that maps the last hidden state to the score (``score`` in transformers)."""
+    return _backbone_and_head(model)[1]
 
 
 def _backbone_and_head(model: Any) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -254,29 +268,41 @@ class Verifier:
 
     def score_texts(self, items: Sequence[tuple[str, str]]) -> list[float]:
         """One score per (prompt, code); items with the same prompt share its forward pass."""
+        if not items:
+            return []
+        with torch.inference_mode():
+            return self.head(self.embed_texts(items)).squeeze(-1).float().tolist()
+
+    @property
+    def head(self) -> torch.nn.Module:
+        """The scalar head: a linear map of `embed_texts`' rows to scores."""
+        return scalar_head(self.model)
+
+    def embed_texts(self, items: Sequence[tuple[str, str]]) -> torch.Tensor:
+        """The head's input for each (prompt, code), ``[len(items), hidden size]`` in the model's dtype.
+
+        What `score_texts` scores; head-only training (`mucode.verifier.probe`) computes it once per code.
+        """
         groups: dict[str, _Group] = {}
         for position, (prompt, code) in enumerate(items):
             group = groups.setdefault(prompt, _Group())
             group.positions.append(position)
             group.sequences.append(self.format.encode(prompt, code))
-        scores = [0.0] * len(items)
+        rows = torch.empty(len(items), self.head.weight.shape[-1], dtype=self.model.dtype, device=self.device)
         with torch.inference_mode():
             for group in groups.values():
-                for position, value in zip(group.positions, self._score_group(group.sequences), strict=True):
-                    scores[position] = value
-        return scores
+                rows[group.positions] = self._embed_group(group.sequences)
+        return rows
 
-    def _score_group(self, sequences: list[list[int]]) -> list[float]:
+    def _embed_group(self, sequences: list[list[int]]) -> torch.Tensor:
         shared = shared_prefix_length(sequences) if self.share_prefix and len(sequences) > 1 else 0
         prefix = self._prefill(sequences[0][:shared]) if shared else None
-        scores = [0.0] * len(sequences)
+        rows = torch.empty(len(sequences), self.head.weight.shape[-1], dtype=self.model.dtype, device=self.device)
         for chunk in length_batches([len(sequence) - shared for sequence in sequences], self.batch_size):
             ids, mask = right_pad([sequences[index][shared:] for index in chunk], self._pad_id, self.device)
             cache = _repeat_cache(prefix, len(chunk), self.model.config) if prefix else None
-            values = sequence_scores(self.model, ids, mask, past_key_values=cache, prefix_length=shared)
-            for index, value in zip(chunk, values.tolist(), strict=True):
-                scores[index] = value
-        return scores
+            rows[chunk] = last_hidden_states(self.model, ids, mask, past_key_values=cache, prefix_length=shared)
+        return rows
 
     def _prefill(self, ids: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The key/value tensors of the shared prefix, computed once for the group."""

@@ -18,15 +18,17 @@ config is refused (ConfigError naming the field) unless ``force``. The final mod
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from transformers import Trainer, TrainerCallback, set_seed
+from transformers import PreTrainedModel, Trainer, TrainerCallback, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from mucode.backends.hf import quiet_peft
@@ -38,11 +40,13 @@ from mucode.finetune import (
     checkpoint_dir,
     drop_checkpoints,
     final_metrics,
+    training_mode,
     use_bf16,
     validate_job,
     with_lora,
 )
 from mucode.models import DEFAULT_MODEL
+from mucode.rollout import progress_bar
 from mucode.verifier.data import (
     DEFAULT_PAIRS_PER_PROBLEM,
     Example,
@@ -61,14 +65,19 @@ from mucode.verifier.model import (
     read_info,
     right_pad,
     save_verifier,
+    scalar_head,
     sequence_scores,
     versions,
 )
+from mucode.verifier.probe import FEATURES_FILE, compute_features, fit_head
 
 LOSSES = ("bt", "bce")
 #: Learning rates when none is given. The reference's 1e-6 full fine-tuning is for a 1B model on 4 GPUs with
 #: 12k pairs; on CPU, with fewer steps and a smaller model, a larger step is needed to move at all.
-DEFAULT_LEARNING_RATE = {"full": 1e-5, "lora": 1e-4}
+#: A head-only fit (`mucode.verifier.probe`) moves one linear layer on fixed features: a far larger step.
+DEFAULT_LEARNING_RATE = {"full": 1e-5, "lora": 1e-4, "head": 1e-3}
+#: Epochs when none are given: fine-tuning follows the paper; a head-only epoch costs milliseconds, so it runs many.
+DEFAULT_EPOCHS = {"full": 2, "lora": 2, "head": 30}
 
 
 @dataclass(frozen=True)
@@ -77,8 +86,10 @@ class TrainConfig:
 
     ``batch_size`` counts pairs (bt) or examples (bce) per optimiser step; it is reached by gradient accumulation
     over micro-batches of ``micro_batch_size`` and must be a multiple of it. ``learning_rate`` None: 1e-5 for full
-    fine-tuning, 1e-4 with LoRA. ``precision`` "auto": bf16 autocast on a GPU with bf16 or a CPU where bf16 is
-    measurably faster, else fp32 (weights and optimiser state stay fp32 either way).
+    fine-tuning, 1e-4 with LoRA, 1e-3 with ``head_only`` (train the scalar head on the frozen backbone,
+    `mucode.verifier.probe`); ``epochs`` None: 2, or 30 with ``head_only``. ``precision`` "auto": bf16 autocast
+    on a GPU with bf16 or a CPU where bf16 is measurably faster, else fp32 (weights and optimiser state stay fp32
+    either way; a head-only run computes its features in bf16).
     """
 
     rollouts: tuple[str, ...]
@@ -89,8 +100,9 @@ class TrainConfig:
     lora_rank: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.0
+    head_only: bool = False
     learning_rate: float | None = None
-    epochs: int = 2
+    epochs: int | None = None
     batch_size: int = 64
     micro_batch_size: int = 2
     pairs_per_problem: int = DEFAULT_PAIRS_PER_PROBLEM
@@ -111,6 +123,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ConfigError(f"loss must be one of {', '.join(LOSSES)}; got {self.loss!r}")
+        if self.head_only and self.lora:
+            raise ConfigError("head_only and lora exclude each other: head-only training changes no backbone weight")
+        if self.epochs is None:
+            object.__setattr__(self, "epochs", DEFAULT_EPOCHS[training_mode(self)])
         validate_job(self, DEFAULT_LEARNING_RATE, positive=("pairs_per_problem",), non_negative=("l2_coeff",))
         object.__setattr__(self, "rollouts", tuple(str(run) for run in self.rollouts))
 
@@ -120,6 +136,8 @@ class TrainConfig:
     def hyperparameters(self) -> dict[str, Any]:
         """The fields that determine the trained weights (not where they go or how progress is shown)."""
         ignored = {"rollouts", "out", "force", "progress", "save_steps", "logging_steps", "keep_checkpoints"}
+        if not self.head_only:  # absent rather than False, so verifiers trained before the option keep their identity
+            ignored.add("head_only")
         return {item.name: getattr(self, item.name) for item in fields(self) if item.name not in ignored}
 
 
@@ -272,6 +290,32 @@ def train_verifier(config: TrainConfig, callbacks: Sequence[TrainerCallback] = (
     checkpoints = checkpoint_dir(out, identity, config.force)
     set_seed(config.seed)
     model, tokenizer, ref = load_backbone(config.backbone, seed=config.seed)
+    if config.head_only:
+        final, items, dropped, training = _train_head(config, model, tokenizer, selected, checkpoints, bf16,
+                                                      data.template)
+        resume = None
+    else:
+        final, items, dropped, training, resume = _fine_tune(config, model, tokenizer, selected, checkpoints,
+                                                             bf16, callbacks)
+    info = {"identity": identity, "backbone": {"name": config.backbone, "model_id": ref.model_id},
+            "loss": config.loss, "template": data.template, "hyperparameters": config.hyperparameters(),
+            "precision": "bf16" if bf16 else "fp32",
+            "data": {**data_info, "items": items, "dropped_too_long": dropped, "runs": data.fingerprint()},
+            "training": {**training, "resumed_from": resume},
+            "timings": {"seconds": round(time.time() - started, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")},
+            "versions": versions()}
+    save_verifier(final, tokenizer, out, info)
+    if not config.keep_checkpoints:
+        drop_checkpoints(checkpoints)
+        (checkpoints / FEATURES_FILE).unlink(missing_ok=True)
+    return TrainResult(read_info(out), Verifier(final, tokenizer, info, template=data.template), trained=True)
+
+
+def _fine_tune(config: TrainConfig, model: PreTrainedModel, tokenizer: Any, selected: Sequence[Any],
+               checkpoints: Path, bf16: bool, callbacks: Sequence[TrainerCallback]
+               ) -> tuple[torch.nn.Module, int, int, dict[str, Any], str | None]:
+    """Full or LoRA fine-tuning with the Trainer, resumed from the last checkpoint in ``checkpoints``: the final
+    model (LoRA merged), items trained on, items too long, the training record, the checkpoint resumed from."""
     items, dropped = _training_items(config, selected, _Encoded(InputFormat(tokenizer)))
     if config.gradient_checkpointing:  # enabled here: the TrainingArguments field is being renamed
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -286,17 +330,48 @@ def train_verifier(config: TrainConfig, callbacks: Sequence[TrainerCallback] = (
     with quiet_peft():
         output = trainer.train(resume_from_checkpoint=resume)
     final = trainer.model.merge_and_unload() if config.lora else trainer.model
-    info = {"identity": identity, "backbone": {"name": config.backbone, "model_id": ref.model_id},
-            "loss": config.loss, "template": data.template, "hyperparameters": config.hyperparameters(),
-            "precision": "bf16" if bf16 else "fp32",
-            "data": {**data_info, "items": len(items), "dropped_too_long": dropped, "runs": data.fingerprint()},
-            "training": {**final_metrics(trainer, output.metrics, ("loss", "accuracy")), "resumed_from": resume},
-            "timings": {"seconds": round(time.time() - started, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")},
-            "versions": versions()}
-    save_verifier(final, tokenizer, out, info)
-    if not config.keep_checkpoints:
-        drop_checkpoints(checkpoints)
-    return TrainResult(read_info(out), Verifier(final, tokenizer, info, template=data.template), trained=True)
+    return final, len(items), dropped, final_metrics(trainer, output.metrics, ("loss", "accuracy")), resume
+
+
+def _train_head(config: TrainConfig, model: PreTrainedModel, tokenizer: Any, selected: Sequence[Any],
+                checkpoints: Path, bf16: bool, template: str) -> tuple[torch.nn.Module, int, int, dict[str, Any]]:
+    """Head-only training (`mucode.verifier.probe`): the features of every code, then the head fitted on them.
+    Returns the model with its fitted head, items trained on, items too long and the training record."""
+    encode = _Encoded(InputFormat(tokenizer))
+    kept = [item for item in selected if max(len(encode(example)) for example in _sides(item)) <= config.max_length]
+    if not kept:
+        raise ConfigError(f"every training input is longer than max_length {config.max_length} tokens")
+    keys = list(dict.fromkeys((example.prompt, example.code) for item in kept for example in _sides(item)))
+    scoring = copy.deepcopy(model).to(torch.bfloat16) if bf16 else model  # the precision it will score in
+    with progress_bar(len(keys), config.progress, "features") as advance:
+        features = compute_features(Verifier(scoring, tokenizer, {}, template=template), keys,
+                                    checkpoints / FEATURES_FILE, advance)
+    del scoring
+
+    def rows(examples: Sequence[Example]) -> torch.Tensor:
+        return torch.stack([features[(example.prompt, example.code)] for example in examples])
+
+    if config.loss == "bt":
+        inputs = [rows([pair.chosen for pair in kept]), rows([pair.rejected for pair in kept])]
+    else:
+        inputs = [rows(kept), torch.tensor([float(example.label) for example in kept])]
+    training = fit_head(scalar_head(model), inputs, partial(_head_objective, config.loss, config.l2_coeff),
+                        optimisation=config.optimisation())
+    return model, len(kept), len(selected) - len(kept), training
+
+
+def _sides(item: Pair | Example) -> tuple[Example, ...]:
+    return (item.chosen, item.rejected) if isinstance(item, Pair) else (item,)
+
+
+def _head_objective(loss: str, l2_coeff: float, head: torch.nn.Module,
+                    batch: Sequence[torch.Tensor]) -> tuple[torch.Tensor, float]:
+    """`fit_head`'s objective: the loss of a batch of feature rows and how many items it gets right."""
+    if loss == "bt":
+        chosen, rejected = (head(rows).squeeze(-1) for rows in batch)
+        return bt_loss(chosen, rejected, l2_coeff), (chosen > rejected).float().sum().item()
+    scores, labels = head(batch[0]).squeeze(-1), batch[1]
+    return bce_loss(scores, labels), ((scores > 0).float() == labels).float().sum().item()
 
 
 def _finished_verifier(out: Path, identity: Mapping[str, Any], force: bool) -> TrainResult | None:
