@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 import torch
 
-from mucode.backends.hf import _pick_dtype
+from mucode.backends.hf import pick_dtype
 from mucode.env import build_prompt
 from mucode.problems import load_problems
 from mucode.types import Problem
@@ -77,7 +77,7 @@ def measure(backbone: str, work: list[tuple[Problem, list[str]]], baseline_probl
     baseline = work[:baseline_problems]
     rows = [("plain, fp32, batch 1", sum(map(len, (c for _, c in baseline))), plain_path(fp32, baseline)),
             ("mucode, fp32", sum(len(codes) for _, codes in work), mucode_path(fp32, work))]
-    dtype = _pick_dtype("auto", "cpu")
+    dtype = pick_dtype("auto", "cpu")
     if dtype != "float32":
         fast = Verifier(model.to(getattr(torch, dtype)), tokenizer, {}, template="paper", batch_size=batch_size)
         rows.append((f"mucode, {dtype.replace('bfloat16', 'bf16')} (auto)", rows[-1][1], mucode_path(fast, work)))
