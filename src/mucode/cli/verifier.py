@@ -166,7 +166,7 @@ def evaluation_tables(evaluation: Mapping[str, Any], title: str) -> list[Table]:
     for column in ("problems", "k", "n", "verifier", "random", "oracle"):
         selection.add_column(column, justify="right")
     for label, key in (("all", "selection"), ("with both labels", "selection_mixed")):
-        for k, row in metrics.get(key, {}).items():
+        for k, row in metrics[key].items():
             selection.add_row(label, k, str(row["problems"]),
                               *(_percent(row[name]) for name in ("verifier", "random", "oracle")))
     return [summary, selection]

@@ -90,10 +90,9 @@ class InputFormat:
 def sequence_scores(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
                     past_key_values: DynamicCache | None = None, prefix_length: int = 0) -> torch.Tensor:
     """One float32 score per row: the scalar head on `last_hidden_states` (same arguments)."""
-    _, head = _backbone_and_head(model)
     hidden = last_hidden_states(model, input_ids, attention_mask, past_key_values=past_key_values,
                                 prefix_length=prefix_length)
-    return head(hidden).squeeze(-1).float()
+    return scalar_head(model)(hidden).squeeze(-1).float()
 
 
 def last_hidden_states(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
@@ -288,16 +287,20 @@ class Verifier:
             group = groups.setdefault(prompt, _Group())
             group.positions.append(position)
             group.sequences.append(self.format.encode(prompt, code))
-        rows = torch.empty(len(items), self.head.weight.shape[-1], dtype=self.model.dtype, device=self.device)
+        rows = self._rows(len(items))
         with torch.inference_mode():
             for group in groups.values():
                 rows[group.positions] = self._embed_group(group.sequences)
         return rows
 
+    def _rows(self, count: int) -> torch.Tensor:
+        """An uninitialised ``[count, hidden size]`` tensor for head inputs."""
+        return torch.empty(count, self.head.weight.shape[-1], dtype=self.model.dtype, device=self.device)
+
     def _embed_group(self, sequences: list[list[int]]) -> torch.Tensor:
         shared = shared_prefix_length(sequences) if self.share_prefix and len(sequences) > 1 else 0
         prefix = self._prefill(sequences[0][:shared]) if shared else None
-        rows = torch.empty(len(sequences), self.head.weight.shape[-1], dtype=self.model.dtype, device=self.device)
+        rows = self._rows(len(sequences))
         for chunk in length_batches([len(sequence) - shared for sequence in sequences], self.batch_size):
             ids, mask = right_pad([sequences[index][shared:] for index in chunk], self._pad_id, self.device)
             cache = _repeat_cache(prefix, len(chunk), self.model.config) if prefix else None

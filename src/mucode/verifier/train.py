@@ -197,19 +197,14 @@ class ItemDataset(torch.utils.data.Dataset):
         return self.items[index]
 
 
-def pair_items(pairs: Sequence[Pair], encode: _Encoded, max_length: int) -> tuple[list[dict[str, Any]], int]:
-    """BT items ``{"chosen": ids, "rejected": ids}``; pairs with a side longer than ``max_length`` are dropped."""
-    items = [{"chosen": encode(pair.chosen), "rejected": encode(pair.rejected)} for pair in pairs]
-    kept = [item for item in items if max(len(item["chosen"]), len(item["rejected"])) <= max_length]
-    return kept, len(items) - len(kept)
+def pair_items(pairs: Sequence[Pair], encode: _Encoded) -> list[dict[str, Any]]:
+    """BT items ``{"chosen": ids, "rejected": ids}``."""
+    return [{"chosen": encode(pair.chosen), "rejected": encode(pair.rejected)} for pair in pairs]
 
 
-def example_items(examples: Sequence[Example], encode: _Encoded,
-                  max_length: int) -> tuple[list[dict[str, Any]], int]:
-    """BCE items ``{"ids": ids, "label": 0. or 1.}``; examples longer than ``max_length`` are dropped."""
-    items = [{"ids": encode(example), "label": float(example.label)} for example in examples]
-    kept = [item for item in items if len(item["ids"]) <= max_length]
-    return kept, len(items) - len(kept)
+def example_items(examples: Sequence[Example], encode: _Encoded) -> list[dict[str, Any]]:
+    """BCE items ``{"ids": ids, "label": 0. or 1.}``."""
+    return [{"ids": encode(example), "label": float(example.label)} for example in examples]
 
 
 class Collator:
@@ -290,18 +285,18 @@ def train_verifier(config: TrainConfig, callbacks: Sequence[TrainerCallback] = (
     checkpoints = checkpoint_dir(out, identity, config.force)
     set_seed(config.seed)
     model, tokenizer, ref = load_backbone(config.backbone, seed=config.seed)
+    encode = _Encoded(InputFormat(tokenizer))
+    kept = _within_length(config, selected, encode)
     if config.head_only:
-        final, items, dropped, training = _train_head(config, model, tokenizer, selected, checkpoints, bf16,
-                                                      data.template)
-        resume = None
+        final, training = _train_head(config, model, tokenizer, kept, checkpoints, bf16, data.template)
     else:
-        final, items, dropped, training, resume = _fine_tune(config, model, tokenizer, selected, checkpoints,
-                                                             bf16, callbacks)
+        final, training = _fine_tune(config, model, tokenizer, kept, encode, checkpoints, bf16, callbacks)
     info = {"identity": identity, "backbone": {"name": config.backbone, "model_id": ref.model_id},
             "loss": config.loss, "template": data.template, "hyperparameters": config.hyperparameters(),
             "precision": "bf16" if bf16 else "fp32",
-            "data": {**data_info, "items": items, "dropped_too_long": dropped, "runs": data.fingerprint()},
-            "training": {**training, "resumed_from": resume},
+            "data": {**data_info, "items": len(kept), "dropped_too_long": len(selected) - len(kept),
+                     "runs": data.fingerprint()},
+            "training": training,
             "timings": {"seconds": round(time.time() - started, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")},
             "versions": versions()}
     save_verifier(final, tokenizer, out, info)
@@ -311,12 +306,12 @@ def train_verifier(config: TrainConfig, callbacks: Sequence[TrainerCallback] = (
     return TrainResult(read_info(out), Verifier(final, tokenizer, info, template=data.template), trained=True)
 
 
-def _fine_tune(config: TrainConfig, model: PreTrainedModel, tokenizer: Any, selected: Sequence[Any],
+def _fine_tune(config: TrainConfig, model: PreTrainedModel, tokenizer: Any, kept: Sequence[Any], encode: _Encoded,
                checkpoints: Path, bf16: bool, callbacks: Sequence[TrainerCallback]
-               ) -> tuple[torch.nn.Module, int, int, dict[str, Any], str | None]:
+               ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Full or LoRA fine-tuning with the Trainer, resumed from the last checkpoint in ``checkpoints``: the final
-    model (LoRA merged), items trained on, items too long, the training record, the checkpoint resumed from."""
-    items, dropped = _training_items(config, selected, _Encoded(InputFormat(tokenizer)))
+    model (LoRA merged) and the training record (with the checkpoint resumed from)."""
+    items = (pair_items if config.loss == "bt" else example_items)(kept, encode)
     if config.gradient_checkpointing:  # enabled here: the TrainingArguments field is being renamed
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if config.lora:
@@ -330,17 +325,14 @@ def _fine_tune(config: TrainConfig, model: PreTrainedModel, tokenizer: Any, sele
     with quiet_peft():
         output = trainer.train(resume_from_checkpoint=resume)
     final = trainer.model.merge_and_unload() if config.lora else trainer.model
-    return final, len(items), dropped, final_metrics(trainer, output.metrics, ("loss", "accuracy")), resume
+    return final, {**final_metrics(trainer, output.metrics, ("loss", "accuracy")), "resumed_from": resume}
 
 
-def _train_head(config: TrainConfig, model: PreTrainedModel, tokenizer: Any, selected: Sequence[Any],
-                checkpoints: Path, bf16: bool, template: str) -> tuple[torch.nn.Module, int, int, dict[str, Any]]:
+def _train_head(config: TrainConfig, model: PreTrainedModel, tokenizer: Any, kept: Sequence[Any],
+                checkpoints: Path, bf16: bool, template: str) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Head-only training (`mucode.verifier.probe`): the features of every code, then the head fitted on them.
-    Returns the model with its fitted head, items trained on, items too long and the training record."""
-    encode = _Encoded(InputFormat(tokenizer))
-    kept = [item for item in selected if max(len(encode(example)) for example in _sides(item)) <= config.max_length]
-    if not kept:
-        raise ConfigError(f"every training input is longer than max_length {config.max_length} tokens")
+    Returns the model with its fitted head and the training record (the feature cache makes a rerun resume
+    without a checkpoint, so ``resumed_from`` is None)."""
     keys = list(dict.fromkeys((example.prompt, example.code) for item in kept for example in _sides(item)))
     scoring = copy.deepcopy(model).to(torch.bfloat16) if bf16 else model  # the precision it will score in
     with progress_bar(len(keys), config.progress, "features") as advance:
@@ -357,11 +349,7 @@ def _train_head(config: TrainConfig, model: PreTrainedModel, tokenizer: Any, sel
         inputs = [rows(kept), torch.tensor([float(example.label) for example in kept])]
     training = fit_head(scalar_head(model), inputs, partial(_head_objective, config.loss, config.l2_coeff),
                         optimisation=config.optimisation())
-    return model, len(kept), len(selected) - len(kept), training
-
-
-def _sides(item: Pair | Example) -> tuple[Example, ...]:
-    return (item.chosen, item.rejected) if isinstance(item, Pair) else (item,)
+    return model, {**training, "resumed_from": None}
 
 
 def _head_objective(loss: str, l2_coeff: float, head: torch.nn.Module,
@@ -403,15 +391,18 @@ def _training_data(config: TrainConfig, data: RolloutData) -> tuple[list[Any], d
     return list(data.examples), data_summary(data.examples)
 
 
-def _training_items(config: TrainConfig, selected: Sequence[Any],
-                    encode: _Encoded) -> tuple[list[dict[str, Any]], int]:
-    """The Trainer's items (from `_training_data`'s pairs or examples) and how many were dropped as too long;
-    ConfigError when nothing is left."""
-    build = pair_items if config.loss == "bt" else example_items
-    items, dropped = build(selected, encode, config.max_length)
-    if not items:
+def _within_length(config: TrainConfig, selected: Sequence[Pair] | Sequence[Example],
+                   encode: _Encoded) -> list[Any]:
+    """The pairs or examples none of whose inputs is longer than ``max_length`` tokens (the rest are left out of
+    training and counted); ConfigError when nothing is left."""
+    kept = [item for item in selected if max(len(encode(example)) for example in _sides(item)) <= config.max_length]
+    if not kept:
         raise ConfigError(f"every training input is longer than max_length {config.max_length} tokens")
-    return items, dropped
+    return kept
+
+
+def _sides(item: Pair | Example) -> tuple[Example, ...]:
+    return (item.chosen, item.rejected) if isinstance(item, Pair) else (item,)
 
 
 def _with_lora(model: torch.nn.Module, config: TrainConfig) -> torch.nn.Module:
