@@ -82,6 +82,14 @@ def test_score_and_evaluate_write_their_files(trained: Path, runs: dict[str, Pat
         assert row["random"] <= row["oracle"] and row["verifier"] <= row["oracle"]
     rescored = [json.loads(line)["score"] for line in (trained / "scores.jsonl").read_text().splitlines()]
     assert rescored == [line["score"] for line in lines]
+    assert "int8" not in evaluation["verifier"]
+
+    assert mucode("verifier", "evaluate", "--verifier", str(trained), "--rollouts", str(runs["held-out"]),
+                  "--dtype", "int8", "--subsets", "50", "--out", str(tmp_path / "int8")) == 0
+    assert json.loads((tmp_path / "int8" / "evaluation.json").read_text())["verifier"]["int8"] is True
+    int8 = [json.loads(line)["score"] for line in (tmp_path / "int8" / "scores.jsonl").read_text().splitlines()]
+    spread = max(rescored) - min(rescored)
+    assert max(abs(a - b) for a, b in zip(int8, rescored, strict=True)) < 0.1 * spread
 
 
 def test_head_only_training_from_the_command_line(runs: dict[str, Path], tiny_qwen2: Path, tmp_path: Path,

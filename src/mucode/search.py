@@ -138,14 +138,15 @@ class Scorer(Protocol):
     def score(self, problem: Problem, codes: Sequence[str]) -> list[float]: ...
 
 
-def load_scorer(path: str | os.PathLike[str]) -> Scorer:
-    """The verifier saved in ``path`` (imported here so that searches without one never load torch)."""
+def load_scorer(path: str | os.PathLike[str], dtype: str = "auto") -> Scorer:
+    """The verifier saved in ``path``, scoring in ``dtype`` (`mucode.verifier.Verifier.load`; imported here so that
+    searches without one never load torch)."""
     try:
         verifier = importlib.import_module("mucode.verifier")
     except ImportError as error:
         raise ConfigError(f"--verifier {path}: learned verifiers need torch and transformers "
                           f"({error}); install them with `pip install 'mucode[hf]'`") from error
-    return verifier.load_scorer(path)
+    return verifier.load_scorer(path, dtype)
 
 
 def check_scorer(selector: str, scorer: Scorer | None) -> None:
@@ -360,6 +361,8 @@ class EvalConfig:
     limit: int | None = None
     ids: tuple[str, ...] = ()
     verifier: str | None = None
+    #: The verifier's scoring precision: auto, bf16, fp32 or int8 (`mucode.verifier.Verifier.load`).
+    verifier_dtype: str = "auto"
     workers: int | None = None
     batch_size: int = DEFAULT_BATCH_SIZE
     force: bool = False
@@ -382,9 +385,10 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
     (EvalPlus ``solution`` lines, one per search, readable by ``mucode evaluate``) and the success plot."""
     all_problems = load_problems(config.dataset, config.split, policy=config.policy)
     problems = select_problems(all_problems, config.limit, config.ids)
-    scorer = load_scorer(config.verifier) if config.verifier else None
+    scorer = load_scorer(config.verifier, config.verifier_dtype) if config.verifier else None
     source = {"source": dataset_source(config.dataset, config.split, config.policy, all_problems),
-              "verifier": config.verifier}
+              "verifier": config.verifier,
+              **({"verifier_dtype": config.verifier_dtype} if config.verifier_dtype != "auto" else {})}
     with load_backend(config.backend, config.model, **config.backend_options) as backend, \
             open_sandbox(config.workers, dataset_limits(config.dataset)) as sandbox:
         records, throughput = run_searches(problems, backend, sandbox, config.search, out_dir=config.out,

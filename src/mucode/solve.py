@@ -97,9 +97,11 @@ def solve(problem: Problem, backend: Backend, sandbox: SandboxLike, config: Sear
 
 
 def run_solve(problem: Problem, config: SearchConfig, *, model: str, backend: str = DEFAULT_BACKEND,
-              verifier: str | None = None, workers: int | None = None) -> dict[str, Any]:
-    """What ``mucode solve`` does: load the verifier, the model and a sandbox, then `solve`."""
-    scorer = load_scorer(verifier) if verifier else None
+              verifier: str | None = None, verifier_dtype: str = "auto", workers: int | None = None
+              ) -> dict[str, Any]:
+    """What ``mucode solve`` does: load the verifier (scoring in ``verifier_dtype``), the model and a sandbox, then
+    `solve`."""
+    scorer = load_scorer(verifier, verifier_dtype) if verifier else None
     check_scorer(config.selector, scorer)  # before the model loads
     with load_backend(backend, model) as loaded, open_sandbox(workers) as sandbox:
         return solve(problem, loaded, sandbox, config, scorer)

@@ -38,6 +38,8 @@ MaxTokens = Annotated[int, typer.Option(help="Tokens per reply.")]
 Seed = Annotated[int, typer.Option(help="Base seed of sampling and of tie-breaking.")]
 Greedy = Annotated[bool, typer.Option("--greedy", help="BoN@1: one candidate per turn at temperature 0.")]
 Verifier = Annotated[str | None, typer.Option(help="Learned verifier folder, for --selector lv or pt+lv.")]
+VerifierDtype = Annotated[str, typer.Option(help="The verifier's precision: auto (bf16 where faster), bf16, fp32, "
+                                                 "or int8 (CPU; faster, see docs/verifier.md).")]
 
 
 def eval_command(
@@ -61,6 +63,7 @@ def eval_command(
     limit: Limit = None,
     ids: Ids = None,
     verifier: Verifier = None,
+    verifier_dtype: VerifierDtype = "auto",
     workers: Workers = None,
     batch_size: Annotated[int, typer.Option(help="Searches in flight; a killed run redoes at most these.")]
     = DEFAULT_BATCH_SIZE,
@@ -72,7 +75,8 @@ def eval_command(
     search = SearchConfig(n=n, turns=turns, selector=selector, searches=searches, temperature=temperature,
                           top_p=top_p, max_tokens=max_tokens, seed=seed, template=template, greedy=greedy)
     config = EvalConfig(model=model, dataset=dataset, out=str(out), search=search, backend=backend, split=split,
-                        policy=policy, limit=limit, ids=split_ids(ids), verifier=verifier, workers=workers,
+                        policy=policy, limit=limit, ids=split_ids(ids), verifier=verifier,
+                        verifier_dtype=verifier_dtype, workers=workers,
                         batch_size=batch_size, force=force, label=label)
     results = run_eval(config)
     for warning in results["warnings"]:

@@ -14,7 +14,7 @@ from rich.text import Text
 
 from mucode.backends import DEFAULT_BACKEND
 from mucode.cli.console import console
-from mucode.cli.eval import Greedy, MaxTokens, N, Seed, Selector, Temperature, TopP, Turns, Verifier
+from mucode.cli.eval import Greedy, MaxTokens, N, Seed, Selector, Temperature, TopP, Turns, Verifier, VerifierDtype
 from mucode.cli.rollout import BackendKind, Model, Template, Workers
 from mucode.search import SearchConfig
 from mucode.solve import run_solve, user_problem
@@ -44,13 +44,15 @@ def solve_command(
     greedy: Greedy = False,
     template: Template = "paper",
     verifier: Verifier = None,
+    verifier_dtype: VerifierDtype = "auto",
     workers: Workers = None,
 ) -> None:
     """Solve one problem by multi-turn Best-of-N; print each turn; exit 0 if solved, 1 if not."""
     task = user_problem(problem_file=problem, task_id=task_id, prompt=prompt, tests_file=tests, entry_point=entry_point)
     search = SearchConfig(n=n, turns=turns, selector=selector, temperature=temperature, top_p=top_p,
                           max_tokens=max_tokens, seed=seed, template=template, greedy=greedy)
-    record = run_solve(task, search, model=model, backend=backend, verifier=verifier, workers=workers)
+    record = run_solve(task, search, model=model, backend=backend, verifier=verifier,
+                       verifier_dtype=verifier_dtype, workers=workers)
     print_transcript(task, record)
     if not record["success"]:
         raise typer.Exit(UNSOLVED_EXIT)

@@ -20,7 +20,8 @@ app = typer.Typer(name="verifier", help="Train, apply and evaluate a learned ver
 Rollouts = Annotated[str, typer.Option(help="Rollout run folders (written by `mucode rollout`), comma-separated.")]
 VerifierDir = Annotated[Path, typer.Option("--verifier", help="A verifier folder written by `mucode verifier train`.")]
 BatchSize = Annotated[int | None, typer.Option(help="Sequences per forward pass.", show_default="16")]
-Dtype = Annotated[str, typer.Option(help="auto (bf16 where faster), bf16 or fp32 (the training-time numbers).")]
+Dtype = Annotated[str, typer.Option(help="auto (bf16 where faster), bf16, fp32 (the training-time numbers) or "
+                                          "int8 (CPU: faster, see docs/verifier.md).")]
 
 
 @app.command("train")

@@ -64,6 +64,7 @@ __all__ = [
 ]
 
 
-def load_scorer(path: str | os.PathLike[str]) -> Verifier:
-    """The verifier saved in ``path``, as a `mucode.search.Scorer` (bf16 where faster, batched, no gradients)."""
-    return Verifier.load(path)
+def load_scorer(path: str | os.PathLike[str], dtype: str = "auto") -> Verifier:
+    """The verifier saved in ``path``, as a `mucode.search.Scorer` (batched, no gradients; ``dtype`` "auto": bf16
+    where faster, see `Verifier.load`)."""
+    return Verifier.load(path, dtype=dtype)

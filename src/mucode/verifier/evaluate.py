@@ -72,7 +72,8 @@ def evaluate_runs(verifier_dir: str | os.PathLike[str], run_dirs: Sequence[str],
     folder = Path(out or verifier_dir).expanduser()
     write_scores(folder / SCORES_FILE, data.examples, scores)
     evaluation = {"verifier": {"path": str(verifier_dir), "backbone": verifier.info.get("backbone"),
-                               "loss": verifier.info.get("loss"), "dtype": str(verifier.model.dtype)},
+                               "loss": verifier.info.get("loss"), "dtype": str(verifier.model.dtype),
+                               **({"int8": True} if verifier.int8 else {})},
                   "runs": data.fingerprint(),
                   "metrics": verifier_metrics(problem_groups(data.examples, scores), ks, subsets, seed),
                   "scoring": {"seconds": round(seconds, 2),

@@ -45,6 +45,7 @@ from mucode.backends.hf import (
 )
 from mucode.env import build_prompt
 from mucode.errors import ConfigError, DataError
+from mucode.int8 import Int8Linear, quantize_linears
 from mucode.models import ModelRef
 from mucode.rollout import write_json
 from mucode.types import Problem
@@ -248,17 +249,28 @@ class Verifier:
     def load(cls, path: str | os.PathLike[str], *, dtype: str = "auto", device: str = "auto",
              batch_size: int = DEFAULT_BATCH_SIZE, template: str | None = None) -> Verifier:
         """The verifier saved in ``path`` by `save_verifier`. ``dtype`` "auto": bf16 where it is faster (GPU, or
-        a CPU with native bf16), else fp32; "fp32" reproduces training-time scores."""
+        a CPU with native bf16), else fp32; "fp32" reproduces training-time scores; "int8" (CPU): the linear
+        layers in int8 (`mucode.int8`), the rest as "auto" picks: faster, scores close to bf16's."""
         info = read_info(path)
         device = pick_device(device)
-        torch_dtype = getattr(torch, pick_dtype(dtype, device))
+        int8 = dtype == "int8"
+        if int8 and device != "cpu":
+            raise ConfigError(f"verifier dtype int8 runs on CPU only, not {device}; use auto or bf16")
+        torch_dtype = getattr(torch, pick_dtype("auto" if int8 else dtype, device))
         model = _from_pretrained(Path(path), torch_dtype).to(device)
+        if int8:
+            quantize_linears(model)
         return cls(model, load_tokenizer(Path(path)), info, template=template or info["template"],
                    batch_size=batch_size)
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @property
+    def int8(self) -> bool:
+        """Whether the linear layers run in int8 (``dtype="int8"``); the rest runs in ``model.dtype``."""
+        return any(isinstance(module, Int8Linear) for module in self.model.modules())
 
     def score(self, problem: Problem, codes: Sequence[str]) -> list[float]:
         """One score per code for ``problem`` (the Scorer protocol of `mucode.search`)."""
