@@ -54,8 +54,10 @@ VERIFIER_FORMAT = "mucode.verifier/1"
 INFO_FILE = "verifier.json"
 #: Sequences per forward pass when scoring.
 DEFAULT_BATCH_SIZE = 16
-#: Padding a scoring batch may add, as a fraction of its real tokens (see `length_batches`).
-MAX_PADDING = 0.1
+#: Padding a scoring batch may add, as a fraction of its real tokens (see `length_batches`). Fewer, larger
+#: products pay for some padding on a CPU: 8 candidates of the 0.5B per problem scored 2-5% faster at 0.3 than
+#: at 0.1, and 15% slower at 1.0 (bf16 and int8 alike).
+MAX_PADDING = 0.3
 
 
 # ------------------------------------------------------------------------------------------- input format
