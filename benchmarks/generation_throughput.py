@@ -39,12 +39,15 @@ def transformers_path(model: str, conversations: list, params: SamplingParams, *
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from mucode.backends.hf import dense_gguf_options
+
     ref = resolve_model(model)
     directory, name = os.path.dirname(ref.path), os.path.basename(ref.path)
     tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=name)
     tokenizer.padding_side = "left"
     dtype = torch.bfloat16 if batched else torch.float32
-    lm = AutoModelForCausalLM.from_pretrained(directory, gguf_file=name, torch_dtype=dtype).eval()
+    # Dense weights, as the reference runs a hub checkpoint (recent transformers keep GGUF blocks quantised).
+    lm = AutoModelForCausalLM.from_pretrained(directory, gguf_file=name, dtype=dtype, **dense_gguf_options()).eval()
     torch.manual_seed(0)
     produced, start = 0, time.perf_counter()
     for conversation in conversations:

@@ -220,11 +220,17 @@ def assert_same(got: dict[str, Any], expected: dict[str, Any]) -> None:
     assert got["rollouts"] == expected["rollouts"]
     assert got["examples"] == expected["examples"]
     assert got["searches"] == expected["searches"]
+    # Weights agree up to rounding. A resumed process may round a product differently (BLAS kernels can pick code
+    # paths by buffer alignment), and Adam divides by the root of tiny second moments, so a rare element can move
+    # by up to about a step (2.7e-5 seen on one VM, in 1 of 4096 elements). A lost or repeated optimizer step
+    # moves nearly every element by about the learning rate (1e-3): the mean difference tells the two apart.
     for weights, reference in [(got["generator"], expected["generator"]),
                                *zip(got["verifiers"], expected["verifiers"], strict=True)]:
         assert weights.keys() == reference.keys()
         for name in weights:
-            torch.testing.assert_close(weights[name], reference[name], rtol=0, atol=1e-6)
+            difference = (weights[name] - reference[name]).abs()
+            assert difference.mean() < 1e-7 and difference.max() < 1e-2, \
+                f"{name}: mean difference {difference.mean():.2e}, max {difference.max():.2e}"
 
 
 @pytest.mark.slow

@@ -218,7 +218,7 @@ def dequantised_dir(source: ModelRef, cache_dir: str | None = None) -> Path:
     try:
         where = {"pretrained_model_name_or_path": source.path.parent, "gguf_file": source.path.name}
         AutoTokenizer.from_pretrained(**where).save_pretrained(scratch)
-        model = AutoModelForCausalLM.from_pretrained(**where, dtype=torch.float32, **_dense_gguf_options())
+        model = AutoModelForCausalLM.from_pretrained(**where, dtype=torch.float32, **dense_gguf_options())
         model.save_pretrained(scratch)
         scratch.rename(target)
     except OSError:
@@ -229,7 +229,7 @@ def dequantised_dir(source: ModelRef, cache_dir: str | None = None) -> Path:
     return target
 
 
-def _dense_gguf_options() -> dict:
+def dense_gguf_options() -> dict:
     """Recent transformers keep GGUF weights in quantised blocks by default and then refuse to save the model;
     ask for plain dense weights (older versions always dequantise and have no ``GgufConfig``)."""
     try:

@@ -5,7 +5,7 @@ each prompt is prefilled once and its KV cells are copied to the prompt's other 
 (`llama_memory_seq_cp`), and every step decodes the next token of all active sequences
 in one `llama_decode` call, each with its own seeded sampler chain. Finished sequences free their slot and
 waiting prompts are admitted (continuous batching). Loading, tokenization and the model's own chat template
-(the GGUF's Jinja template, rendered as transformers renders it) come from `llama_cpp.Llama`.
+(the GGUF's Jinja template, rendered as transformers renders it) come from llama-cpp-python.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -85,14 +86,10 @@ class LlamaCppBackend(Backend):
         path = str(ref.path)
         self.model_id = ref.model_id
         threads = self.n_threads or os.cpu_count() or 1
-        try:
-            self._llm = llama_cpp.Llama(model_path=path, n_ctx=512, n_threads=threads, n_threads_batch=threads,
-                                        verbose=self.verbose)
-        except (ValueError, RuntimeError) as error:
-            raise BackendError(f"llama.cpp could not load {path}: {error}") from error
+        self._model = _load_model(llama_cpp, path, verbose=self.verbose)
         self._threads = threads
-        self._formatter = _chat_formatter(self._llm)
-        self._vocab = llama_cpp.llama_model_get_vocab(self._llm._model.model)
+        self._formatter = _chat_formatter(self._model)
+        self._vocab = self._model.vocab
         if self.kv_layout not in KV_LAYOUTS:
             raise ConfigError(f"kv_layout must be one of {', '.join(KV_LAYOUTS)}, got {self.kv_layout!r}")
         self._ctx = None
@@ -122,7 +119,7 @@ class LlamaCppBackend(Backend):
     def tokenize_chat(self, conversation: Conversation) -> list[int]:
         """The conversation rendered with the model's chat template (generation prompt added), as tokens."""
         rendered = self._formatter(messages=list(conversation))
-        return self._llm.tokenize(rendered.prompt.encode(), add_bos=not rendered.added_special, special=True)
+        return self._model.tokenize(rendered.prompt.encode(), add_bos=not rendered.added_special, special=True)
 
     def close(self) -> None:
         lc = self._lc
@@ -132,9 +129,9 @@ class LlamaCppBackend(Backend):
         if self._ctx is not None:
             lc.llama_free(self._ctx)
             self._ctx = None
-        if getattr(self, "_llm", None) is not None:
-            self._llm.close()
-            self._llm = None
+        if getattr(self, "_model", None) is not None:
+            self._model.close()
+            self._model = None
 
     # ------------------------------------------------------------------ scheduling
 
@@ -164,7 +161,7 @@ class LlamaCppBackend(Backend):
         context.n_threads = context.n_threads_batch = self._threads
         context.kv_unified = unified
         context.no_perf = True
-        self._ctx = lc.llama_init_from_model(self._llm._model.model, context)
+        self._ctx = lc.llama_init_from_model(self._model.model, context)
         if not self._ctx:
             raise BackendError(f"llama.cpp could not create a context of {need} tokens for {self.model_id}")
         self._ctx_size = need
@@ -338,16 +335,46 @@ def _with_seconds(completion: Completion | None, seconds: float) -> Completion:
                       completion.finish_reason, seconds)
 
 
-def _chat_formatter(llm):
+def _chat_formatter(model):
     """The GGUF's own chat template, rendered with Jinja as transformers does."""
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-    template = llm.metadata.get("tokenizer.chat_template")
+    template = model.metadata().get("tokenizer.chat_template")
     if not template:
         raise BackendError("the GGUF file has no chat template (tokenizer.chat_template)")
-    eos = llm._model.token_get_text(llm.token_eos())
-    bos = llm._model.token_get_text(llm.token_bos()) if llm.token_bos() >= 0 else ""
+    eos = model.token_get_text(model.token_eos())
+    bos = model.token_get_text(model.token_bos()) if model.token_bos() >= 0 else ""
     return Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+
+
+def _load_model(llama_cpp, path: str, *, verbose: bool):
+    """The GGUF's weights and vocabulary (no context: `_ensure_context` sizes that for the slots).
+
+    llama.cpp repacks weights into "extra" buffer types for faster kernels. On a CPU with AMX, a native build puts
+    them in its AMX buffer, whose kernel faults at its first tile instruction on some machines (SIGSEGV as soon as
+    a batch holds two tokens; llama.cpp issue 20824). A build with AMX kernels therefore gets no extra buffers
+    here: correct, about 20% slower; the README's install command builds without them (docs/backends.md).
+    """
+    from llama_cpp import _internals
+    from llama_cpp._logger import set_verbose
+
+    set_verbose(verbose)
+    llama_cpp.llama_backend_init()
+    params = llama_cpp.llama_model_default_params()
+    if amx_build(llama_cpp):
+        params.use_extra_bufts = False
+        warnings.warn("llama-cpp-python was built with AMX kernels, which crash on some machines; running "
+                      "without repacked weights (slower). Rebuild it as the README's install command does "
+                      "(-mno-amx-int8) for full speed.", RuntimeWarning, stacklevel=5)
+    try:
+        return _internals.LlamaModel(path_model=path, params=params, verbose=verbose)
+    except (ValueError, RuntimeError) as error:
+        raise BackendError(f"llama.cpp could not load {path}: {error}") from error
+
+
+def amx_build(llama_cpp) -> bool:
+    """Whether this llama.cpp build has its AMX int8 kernels compiled in."""
+    return b"AMX_INT8 = 1" in llama_cpp.llama_print_system_info()
 
 
 def _resolve_gguf(spec: str) -> ModelRef:
