@@ -1,13 +1,15 @@
 """Generation throughput: aggregate tokens/s sampling 8 completions of up to 256 tokens for 8 MBPP prompts.
 
-    python benchmarks/generation_throughput.py [--models A,B] [--baseline-prompts 1]
+    python benchmarks/generation_throughput.py [--models A,B] [--baseline-prompts 1] [--hf-batch 64]
 
 Paths measured in the same run on the same prompts (the paper's prompt template, MBPP test split):
 - mucode's default CPU path, the llamacpp backend (GGUF, batched multi-sequence decoding), once per model in
   ``--models``: by default the official Q4_K_M file and its Q4_0 requantisation (docs/models.md says why);
 - plain transformers `generate` at batch 1 in fp32 (the reference implementation's local path), one completion
   at a time;
-- transformers `generate` batched (all samples of a prompt in one call) in bf16.
+- transformers `generate` batched (all samples of a prompt in one call) in bf16;
+- with ``--hf-batch B``: mucode's `hf` backend in bf16 with ``batch_size=B`` on all prompts (the faster path on
+  CPUs whose bf16 products run on AMX; docs/backends.md).
 Both transformers paths load the first model's GGUF (dequantised). They are slow on 2 cores, so by default they run
 on the first prompt only (`--baseline-prompts`); tokens/s is a rate and compares directly. Sampling is at
 temperature 0.7, top_p 1.0; aggregate tok/s = generated tokens / wall seconds (prefill included).
@@ -29,6 +31,15 @@ from mucode.problems import load_problems
 def mucode_path(model: str, conversations: list, params: SamplingParams) -> tuple[int, float]:
     with load_backend("llamacpp", model) as backend:
         backend.generate(conversations[:1], SamplingParams(n=1, max_tokens=4))  # warm-up (page cache, threads)
+        start = time.perf_counter()
+        outputs = backend.generate(conversations, params)
+        seconds = time.perf_counter() - start
+    return sum(c.completion_tokens for row in outputs for c in row), seconds
+
+
+def hf_backend_path(model: str, conversations: list, params: SamplingParams, batch_size: int) -> tuple[int, float]:
+    with load_backend("hf", model, dtype="bf16", batch_size=batch_size) as backend:
+        backend.generate(conversations[:1], SamplingParams(n=1, max_tokens=4))  # warm-up
         start = time.perf_counter()
         outputs = backend.generate(conversations, params)
         seconds = time.perf_counter() - start
@@ -85,6 +96,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--baseline-prompts", type=int, default=1, help="prompts for the transformers paths")
     parser.add_argument("--skip-baselines", action="store_true")
+    parser.add_argument("--hf-batch", type=int, default=0, help="also measure the hf backend at this batch size")
     args = parser.parse_args()
 
     problems = load_problems("mbpp", "test")[: args.prompts]
@@ -94,6 +106,9 @@ def main() -> None:
     models = args.models.split(",")
     rows = [(f"mucode llamacpp, {model}", args.prompts, *mucode_path(model, conversations, params))
             for model in models]
+    if args.hf_batch:
+        rows.append((f"mucode hf, bf16, batch {args.hf_batch}, {models[0]}", args.prompts,
+                     *hf_backend_path(models[0], conversations, params, args.hf_batch)))
     baselines = []
     if not args.skip_baselines:
         subset = conversations[: args.baseline_prompts]
