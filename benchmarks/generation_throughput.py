@@ -28,20 +28,13 @@ from mucode.models import resolve_model
 from mucode.problems import load_problems
 
 
-def mucode_path(model: str, conversations: list, params: SamplingParams) -> tuple[int, float]:
-    with load_backend("llamacpp", model) as backend:
-        backend.generate(conversations[:1], SamplingParams(n=1, max_tokens=4))  # warm-up (page cache, threads)
+def mucode_path(backend: str, model: str, conversations: list, params: SamplingParams,
+                **options: object) -> tuple[int, float]:
+    """Tokens generated and seconds for one `generate` call of a mucode backend (after a warm-up call)."""
+    with load_backend(backend, model, **options) as loaded:
+        loaded.generate(conversations[:1], SamplingParams(n=1, max_tokens=4))  # warm-up (page cache, threads)
         start = time.perf_counter()
-        outputs = backend.generate(conversations, params)
-        seconds = time.perf_counter() - start
-    return sum(c.completion_tokens for row in outputs for c in row), seconds
-
-
-def hf_backend_path(model: str, conversations: list, params: SamplingParams, batch_size: int) -> tuple[int, float]:
-    with load_backend("hf", model, dtype="bf16", batch_size=batch_size) as backend:
-        backend.generate(conversations[:1], SamplingParams(n=1, max_tokens=4))  # warm-up
-        start = time.perf_counter()
-        outputs = backend.generate(conversations, params)
+        outputs = loaded.generate(conversations, params)
         seconds = time.perf_counter() - start
     return sum(c.completion_tokens for row in outputs for c in row), seconds
 
@@ -104,11 +97,12 @@ def main() -> None:
     params = SamplingParams(n=args.samples, temperature=0.7, top_p=1.0, max_tokens=args.max_tokens, seed=0)
 
     models = args.models.split(",")
-    rows = [(f"mucode llamacpp, {model}", args.prompts, *mucode_path(model, conversations, params))
+    rows = [(f"mucode llamacpp, {model}", args.prompts, *mucode_path("llamacpp", model, conversations, params))
             for model in models]
     if args.hf_batch:
         rows.append((f"mucode hf, bf16, batch {args.hf_batch}, {models[0]}", args.prompts,
-                     *hf_backend_path(models[0], conversations, params, args.hf_batch)))
+                     *mucode_path("hf", models[0], conversations, params, dtype="bf16",
+                                  batch_size=args.hf_batch)))
     baselines = []
     if not args.skip_baselines:
         subset = conversations[: args.baseline_prompts]

@@ -106,12 +106,10 @@ def measure(backbone: str, work: list[tuple[Problem, list[str]]], baseline_probl
     rows.append(("mucode, fp32", candidates, seconds, 1.0))
     dtype = pick_dtype("auto", "cpu")
     rest = dtype.replace("bfloat16", "bf16").replace("float32", "fp32")
-    for path in ([f"mucode, {rest} (auto)"] if dtype != "float32" else []) + [
-            f"mucode, int8 (linear layers but down_proj; rest {rest})"]:
-        if path.startswith("mucode, int8"):
-            quantize_linears(model)
-        else:
-            model.to(getattr(torch, dtype))
+    conversions = [(f"mucode, {rest} (auto)", lambda: model.to(getattr(torch, dtype)))] if dtype != "float32" else []
+    conversions.append((f"mucode, int8 (linear layers but down_proj; rest {rest})", lambda: quantize_linears(model)))
+    for path, convert in conversions:
+        convert()
         seconds, scores = mucode_path(verifier, work, repeats)
         rows.append((path, candidates, seconds, rank_agreement(reference, scores)))
     return rows, mean_tokens(tokenizer, work)
