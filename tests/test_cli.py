@@ -109,7 +109,7 @@ def test_datasets_lists_splits_and_counts() -> None:
     result = CliRunner().invoke(app, ["datasets"])
     assert result.exit_code == 0, result.output
     cells = [[cell.strip() for cell in line.split("│")[1:-1]] for line in result.stdout.splitlines()]
-    counts = {(row[0], row[1]): row[3] for row in cells if len(row) == 4}
+    counts = {(row[0], row[1]): row[3] for row in cells if len(row) == 5 and row[0]}
     assert counts[("mbpp", "test")] == "500" and counts[("mbpp", "train")] == "374"
     assert counts[("mbpp", "all")] == "974"
     assert counts[("humaneval", "test")] == "164"

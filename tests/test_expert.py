@@ -2,29 +2,37 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
+from mucode.backends.base import SamplingParams
+from mucode.env import EpisodeConfig, Turn
 from mucode.errors import ConfigError, DataError
 from mucode.expert import ExpertConfig, SFTExample, build_examples, candidate_codes, pick_target, summarize_examples
+from mucode.records import Trajectory
 
 PROMPT = {"role": "user", "content": "Write f."}
 
 
-def turn(code: str, passed: bool, public: bool | None = None) -> dict[str, Any]:
-    return {"reply": f"Here:\n```python\n{code}\n```", "code": code,
-            "public_passed": passed if public is None else public, "private_passed": passed}
+def turn(code: str, passed: bool, public: bool | None = None) -> Turn:
+    """A committed turn with the given code and oracle verdicts (the number is set by `trajectory`)."""
+    return Turn(task_id="", reply=f"Here:\n```python\n{code}\n```", extraction="fenced", extraction_note="",
+                code=code, public=(), private=(), public_passed=passed if public is None else public,
+                private_passed=passed, feedback="", private_feedback="", duration=0.0, number=0)
 
 
-def trajectory(task_id: str, rollout: int, *turns: dict[str, Any]) -> dict[str, Any]:
+def trajectory(task_id: str, rollout: int, *turns: Turn) -> Trajectory:
     messages = [PROMPT]
     for number, item in enumerate(turns, 1):
-        messages.append({"role": "assistant", "content": item["reply"]})
+        messages.append({"role": "assistant", "content": item.reply})
         if number < len(turns):
             messages.append({"role": "user", "content": f"Feedback:\nerror {number}"})
-    return {"task_id": task_id, "rollout": rollout, "messages": messages, "turns": list(turns),
-            "success": turns[-1]["public_passed"] and turns[-1]["private_passed"]}
+    numbered = tuple(replace(item, task_id=task_id, number=number) for number, item in enumerate(turns, 1))
+    return Trajectory(task_id=task_id, rollout=rollout, config=EpisodeConfig(), messages=tuple(messages),
+                      turns=numbered, done=True, success=turns[-1].passed, backend="test", model_id="test",
+                      sampling=SamplingParams(), seed=0, generation=())
 
 
 # Task "1": rollout 0 fails twice then succeeds with "good"; rollout 1 fails three times ("bad1" passes the
@@ -46,17 +54,34 @@ def targets(examples: list[SFTExample], task_id: str) -> list[tuple[int, str, st
     return [(len(e.messages), e.target_code, e.kind) for e in examples if e.task_id == task_id]
 
 
-def test_mucode_relabels_every_failed_state_with_the_oracle_first_target() -> None:
+def test_mucode_relabels_every_visited_state_with_the_oracle_first_target() -> None:
     examples = build_examples(RECORDS, ExpertConfig("mucode"), SCORES)
-    # success keeps its own reply at its 3 states; both failed trajectories get y* = "good" at all 3 states,
-    # although "bad1" has a far higher verifier score (β_O = 1 outweighs 0.1 × 5.0 = 0.5)
-    assert targets(examples, "1") == [(1, "good", "own"), (3, "good", "own"), (5, "good", "own")] + \
-        [(length, "good", "relabelled") for length in (1, 3, 5)] * 2
+    # the paper (Eq. 5): all 3 trajectories get y* = "good" at all 3 states, although "bad1" has a far higher
+    # verifier score (β_O = 1 outweighs 0.1 × 5.0 = 0.5)
+    assert targets(examples, "1") == [(length, "good", "relabelled") for length in (1, 3, 5)] * 3
     # no correct code: the verifier's favourite incorrect code ("w", 9.0) is the target (dense signal)
     assert {e.target_code for e in examples if e.task_id == "2"} == {"w"}
     assert all(not e.target_passed for e in examples if e.task_id == "2")
     states = [e.messages for e in examples if e.task_id == "1" and e.kind == "relabelled"]
-    assert states[1][-1]["content"] == "Feedback:\nerror 1" and states[1][1]["content"].endswith("bad1\n```")
+    assert states[4][-1]["content"] == "Feedback:\nerror 1" and states[4][1]["content"].endswith("bad1\n```")
+
+
+def test_relabel_failed_keeps_the_successes_own_final_reply() -> None:
+    examples = build_examples(RECORDS, ExpertConfig("mucode", relabel="failed"), SCORES)
+    # the released code: the success keeps its own (correct) final reply at its 3 states, both failed
+    # trajectories get y* at all 3
+    assert targets(examples, "1") == [(1, "good", "own"), (3, "good", "own"), (5, "good", "own")] + \
+        [(length, "good", "relabelled") for length in (1, 3, 5)] * 2
+    assert {e.target_code for e in examples if e.task_id == "2"} == {"w"}
+
+
+def test_relabel_all_and_failed_differ_where_a_success_took_other_replies() -> None:
+    records = [trajectory("1", 0, turn("slow", True)), trajectory("1", 1, turn("x", False), turn("best", True))]
+    scores = {("1", "slow"): 0.0, ("1", "x"): 0.0, ("1", "best"): 1.0}
+    every = build_examples(records, ExpertConfig("mucode"), scores)
+    assert {e.target_code for e in every} == {"best"} and len(every) == 3
+    failed_only = build_examples(records, ExpertConfig("mucode", relabel="failed"), scores)
+    assert [e.target_code for e in failed_only] == ["slow", "best", "best"]  # no failed trajectory: own replies
 
 
 def test_target_reply_is_the_reply_that_carried_the_code() -> None:
@@ -66,8 +91,28 @@ def test_target_reply_is_the_reply_that_carried_the_code() -> None:
 
 def test_mucode_lv_follows_the_verifier_alone() -> None:
     examples = build_examples(RECORDS, ExpertConfig("mucode-lv"), SCORES)
-    relabelled = {e.target_code for e in examples if e.task_id == "1" and e.kind == "relabelled"}
-    assert relabelled == {"bad1"}  # 5.0 beats the correct "good" (0.3) when β_O = 0
+    assert {e.target_code for e in examples if e.task_id == "1"} == {"bad1"}  # 5.0 beats the correct "good" (0.3)
+    assert all(e.kind == "relabelled" for e in examples)  # the success, too: which one succeeded is not read
+
+
+def flip_oracle(record: Trajectory) -> Trajectory:
+    """The same trajectory with every oracle label inverted."""
+    turns = tuple(replace(item, public_passed=not item.public_passed, private_passed=not item.private_passed)
+                  for item in record.turns)
+    return replace(record, turns=turns, success=not record.success)
+
+
+def test_mucode_lv_never_reads_the_oracle() -> None:
+    """Where oracle and verifier disagree, inverting every oracle label changes nothing LV trains on."""
+    def trained_on(records: list[Trajectory]) -> list[tuple[Any, ...]]:
+        return [(e.task_id, e.messages, e.target, e.kind)
+                for e in build_examples(records, ExpertConfig("mucode-lv"), SCORES)]
+
+    assert trained_on(RECORDS) == trained_on([flip_oracle(record) for record in RECORDS])
+    # μCode itself does read it: the flipped labels move its target
+    mucode = {e.target_code for e in build_examples([flip_oracle(r) for r in RECORDS], ExpertConfig("mucode"),
+                                                    SCORES) if e.task_id == "1"}
+    assert mucode != {"good"}
 
 
 def test_mucode_ov_needs_no_scores_and_skips_tasks_without_a_correct_code() -> None:
@@ -82,7 +127,8 @@ def test_explicit_betas_override_the_method() -> None:
 
 
 def test_reference_options_final_candidates_and_top_scored_relabelling() -> None:
-    config = ExpertConfig("mucode-lv", candidates="final", relabel="top-scored", relabel_count=1)
+    config = ExpertConfig("mucode", beta_oracle=0.0, beta_verifier=1.0, candidates="final", relabel="top-scored",
+                          relabel_count=1)
     examples = build_examples(RECORDS, config, SCORES)
     # candidates are final codes only ("good" 0.3, "d" 0.4, "g" 1.0): y* = "g"; only the best-scored failed
     # trajectory (rollout 2, final "g" = 1.0 > "d" = 0.4) is relabelled
@@ -131,6 +177,12 @@ def test_pick_target_keeps_the_first_of_ties() -> None:
     ({"method": "star"}, "unknown method 'star'"),
     ({"candidates": "some"}, "expert.candidates"),
     ({"relabel_count": 0}, "relabel_count must be at least 1"),
+    ({"relabel": "some"}, "expert.relabel: 'some' is not one of: all, failed, top-scored"),
+    ({"method": "mucode-ov", "beta_verifier": 0.1}, "expert.beta_verifier: method mucode-ov does not take it"),
+    ({"method": "mucode-lv", "beta_oracle": 1.0}, "expert.beta_oracle: method mucode-lv does not take it"),
+    ({"method": "rft-multi", "beta_oracle": 1.0}, "expert.beta_oracle: method rft-multi does not take it"),
+    ({"method": "mucode-lv", "relabel": "failed"}, "mucode-lv relabels every state"),
+    ({"beta_verifier": -1.0}, "expert.beta_verifier must be >= 0"),
 ])
 def test_config_errors_name_the_field(fields: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -141,12 +193,12 @@ def test_examples_round_trip_and_summary() -> None:
     examples = build_examples(RECORDS, ExpertConfig("mucode"), SCORES)
     assert [SFTExample.from_dict(e.to_dict()) for e in examples] == examples
     assert len({e.key for e in examples}) < len(examples)  # the two failed trajectories share state s_1
-    assert summarize_examples(examples) == {"examples": 15, "tasks": 2, "relabelled": 12, "own": 3,
+    assert summarize_examples(examples) == {"examples": 15, "tasks": 2, "relabelled": 15, "own": 0,
                                             "correct_targets": 9}
 
 
 def test_malformed_trajectory_is_a_data_error() -> None:
     broken = trajectory("1", 0, turn("a", False), turn("good", True))
-    broken["messages"] = broken["messages"][:1]
+    broken = replace(broken, messages=broken.messages[:1])
     with pytest.raises(DataError, match="trajectory 1/0: messages do not alternate"):
         build_examples([broken], ExpertConfig("rft-multi"))

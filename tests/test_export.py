@@ -33,10 +33,12 @@ from safetensors.torch import load_file, save_file  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 import mucode.export  # noqa: E402
-from mucode.backends.hf import dequantised_dir, file_sha256, locate_model, quiet_peft  # noqa: E402
+from mucode.backends.hf import dequantised_dir, locate_model, quiet_peft  # noqa: E402
 from mucode.cli import app, main  # noqa: E402
 from mucode.errors import ConfigError  # noqa: E402
 from mucode.export import export_gguf, manifest_path, rope_permute  # noqa: E402
+from mucode.models.resolve import resolve_model  # noqa: E402
+from mucode.runs import file_sha256  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -379,9 +381,10 @@ def test_qwen2_export_reproduces_the_template_and_decodes_like_transformers(tmp_
     decoding of 5 prompts matches transformers."""
     name = "qwen2.5-coder-0.5b-instruct"
     try:
-        ref = locate_model(name)
+        resolve_model(name, download=False)  # this test does not download 491 MB
     except ConfigError:
         pytest.skip(f"{name} is not pulled (`mucode models pull {name}`)")
+    ref = locate_model(name)
     directory = dequantised_dir(ref)
     out = tmp_path / "qwen-f32.gguf"
     export_gguf(directory, name, out, ftype="f32")

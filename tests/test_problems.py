@@ -6,21 +6,34 @@ benchmark code (tests/test_problems_reference.py does, in the sandbox).
 
 from __future__ import annotations
 
+import dataclasses
+import gzip
+import hashlib
+import http.server
 import importlib.machinery
 import json
 import math
+import shutil
+import socket
+import subprocess
 import sys
+import threading
 import types
+import zipfile
 from pathlib import Path
 
 import pytest
 
 from mucode.errors import ConfigError, DataError
 from mucode.problems import (
+    BUNDLED_DIR,
     DATA_DIR_ENV,
     MBPP_KNOWN_BAD,
     datadir,
     dataset_fingerprint,
+    dataset_source,
+    fetch,
+    fetch_release,
     find_data_dir,
     load_custom,
     load_humaneval_plus,
@@ -32,6 +45,7 @@ from mucode.problems import (
     write_custom,
 )
 from mucode.problems.evalplus import input_tests
+from mucode.problems.mbpp import BUNDLED_MBPP
 from mucode.problems.plus_inputs import mbpp_plus_args, python_literal
 from mucode.types import Problem
 
@@ -109,8 +123,7 @@ def test_walk_starts_at_the_working_directory(tmp_path: Path, monkeypatch) -> No
 
 
 def test_missing_files_name_every_way_to_provide_them(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path))
-    message = error_of(load_mbpp)
+    message = error_of(load_mbpp, path=tmp_path)  # an explicit folder never falls back to the bundled copy
     assert message.startswith(f"mbpp.jsonl not found: in {tmp_path};")
     assert DATA_DIR_ENV in message and "hf:google-research-datasets/mbpp" in message
     assert "does not exist" in error_of(load_mbpp_plus, tmp_path / "nowhere")
@@ -227,11 +240,11 @@ def test_mbpp_hub_rows_map_like_local_rows(monkeypatch) -> None:
     assert load_problems("hf:google-research-datasets/mbpp", "prompt")[0].task_id == "1"
 
 
-def test_mbpp_falls_back_to_the_hub_only_without_local_data(monkeypatch) -> None:
-    fake_datasets(monkeypatch, lambda: {"test": [MBPP_ROW]})
+def test_mbpp_without_local_data_reads_the_bundled_copy_not_the_hub(monkeypatch) -> None:
+    calls = fake_datasets(monkeypatch, lambda: {"test": [MBPP_ROW]})
     monkeypatch.delenv(DATA_DIR_ENV, raising=False)
     monkeypatch.setattr(datadir, "find_data_dir", lambda: None)
-    assert [p.task_id for p in load_mbpp()] == ["11"]
+    assert len(load_mbpp()) == 500 and calls == []
 
 
 def test_mbpp_hub_errors_are_data_errors(monkeypatch) -> None:
@@ -480,3 +493,213 @@ def test_normalize_task_id(raw: object, ids: list[str], expected: str) -> None:
 ])
 def test_normalize_task_id_errors(raw: object, ids: list[str], message: str) -> None:
     assert error_of(normalize_task_id, raw, dict.fromkeys(ids)) == message
+
+
+# ------------------------------------------------------------------ the bundled MBPP, EvalPlus downloads
+
+MBPP_SHA256 = "0b7004a79cd62d9ec7ecdd5a6e5f0ef1210ff00b286df3c5d5b57bf38c58e19a"
+#: dataset.fingerprint of MBPP test (eval policy) in the committed record results/baselines/mbpp-greedy.
+MBPP_TEST_FINGERPRINT = "92aed8e369df136785eed6e64460a2ab6a642bc07ccf0893eccb7dee5b2aab40"
+
+
+def test_bundled_mbpp_is_the_original_file_with_its_licence() -> None:
+    data = gzip.decompress(BUNDLED_MBPP.read_bytes())
+    assert hashlib.sha256(data).hexdigest() == MBPP_SHA256 and len(data.splitlines()) == 974
+    licence = (BUNDLED_DIR / "MBPP-LICENSE.md").read_text()
+    assert "CC BY 4.0" in licence and MBPP_SHA256 in licence and "google-research/google-research" in licence
+
+
+def test_mbpp_from_a_data_folder_without_it_is_the_bundled_copy(tmp_path: Path, monkeypatch) -> None:
+    """MUCODE_DATA_DIR pointing at a folder without mbpp.jsonl (e.g. one with only EvalPlus files): the bundled
+    copy, with the fingerprint the committed MBPP baseline recorded."""
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path))
+    problems = load_problems("mbpp", "test")
+    assert len(problems) == 500 and problems[0].task_id == "11" and problems[-1].task_id == "510"
+    assert dataset_fingerprint(problems) == MBPP_TEST_FINGERPRINT
+    assert dataset_source("mbpp") == f"bundled copy {BUNDLED_MBPP}"
+    with pytest.raises(DataError, match=r"mbpp\.jsonl not found"):
+        dataset_source("mbpp", data_dir=tmp_path)  # an explicit folder must hold the file
+
+
+def test_a_wheel_carries_the_bundled_mbpp_and_its_licence(tmp_path: Path) -> None:
+    """Build a wheel from a copy of this checkout (pyproject's package-data) and look inside it."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "pyproject.toml").is_file():
+        pytest.skip("not a checkout")
+    pytest.importorskip("setuptools")
+    pytest.importorskip("wheel")
+    source = tmp_path / "checkout"
+    shutil.copytree(root / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, source / name)
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+                           "-w", str(tmp_path / "dist"), str(source)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (wheel,) = (tmp_path / "dist").glob("mucode-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        assert archive.read("mucode/problems/bundled/mbpp.jsonl.gz") == BUNDLED_MBPP.read_bytes()
+        assert b"CC BY 4.0" in archive.read("mucode/problems/bundled/MBPP-LICENSE.md")
+
+
+def test_bundled_mbpp_equals_the_shared_file(data_dir: Path, mbpp_all: dict[str, Problem], monkeypatch) -> None:
+    monkeypatch.setattr(datadir, "find_data_dir", lambda: None)
+    bundled = load_mbpp("all")
+    assert bundled == list(mbpp_all.values())
+    for split, policy in (("test", "eval"), ("train", "train")):
+        assert dataset_fingerprint(load_mbpp(split, policy)) == dataset_fingerprint(
+            load_mbpp(split, policy, path=data_dir))
+
+
+class _Server:
+    """A local HTTP server on 127.0.0.1 serving the files in ``root``; ``paths`` lists the paths requested."""
+
+    def __init__(self, root: Path) -> None:
+        paths: list[str] = []
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *args, **kwargs) -> None:
+                super().__init__(*args, directory=str(root), **kwargs)
+
+            def do_GET(self) -> None:
+                paths.append(self.path)
+                super().do_GET()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.paths = paths
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    root = tmp_path / "www"
+    root.mkdir()
+    served = _Server(root)
+    yield root, served
+    served.close()
+
+
+@pytest.fixture
+def no_data(tmp_path: Path, monkeypatch) -> Path:
+    """An empty MUCODE_HOME (the download cache) and an empty MUCODE_DATA_DIR; the home folder."""
+    (tmp_path / "empty-data").mkdir()
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "empty-data"))
+    monkeypatch.setenv("MUCODE_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def serve_release(monkeypatch, server, dataset: str, data: bytes, *, name: str = "asset.jsonl.gz",
+                  size: int | None = None, sha256: str | None = None) -> fetch.Release:
+    """Serve ``data`` gzipped and point ``dataset``'s release at it (checks default to ``data``'s)."""
+    root, served = server
+    (root / name).write_bytes(gzip.compress(data))
+    release = dataclasses.replace(fetch.RELEASES[dataset], url=f"{served.url}/{name}",
+                                  size=len(data) if size is None else size,
+                                  sha256=sha256 or hashlib.sha256(data).hexdigest())
+    monkeypatch.setitem(fetch.RELEASES, dataset, release)
+    return release
+
+
+def cache_entries(home: Path) -> list[str]:
+    folder = home / "datasets"
+    return sorted(path.name for path in folder.iterdir()) if folder.is_dir() else []
+
+
+def test_mbpp_plus_is_downloaded_on_first_use_and_verified(data_dir: Path, no_data: Path, server, monkeypatch,
+                                                           capsys) -> None:
+    """The real MbppPlus-v0.2.0 file, gzipped as the release asset, from a local server with the release's own
+    size and sha256 pins: downloaded once (progress on stderr), then read from the cache."""
+    original = (data_dir / "MbppPlus-v0.2.0.jsonl").read_bytes()
+    pinned = fetch.RELEASES["mbpp+"]
+    release = serve_release(monkeypatch, server, "mbpp+", original, name="MbppPlus.jsonl.gz",
+                            size=pinned.size, sha256=pinned.sha256)
+    assert dataset_source("mbpp+").startswith(f"not downloaded yet: {release.url} into {no_data / 'datasets'}")
+    problems = load_problems("mbpp+")
+    assert problems == load_mbpp_plus(data_dir)
+    assert server[1].paths == ["/MbppPlus.jsonl.gz"]
+    assert "downloading MbppPlus-v0.2.0.jsonl" in capsys.readouterr().err
+    assert cache_entries(no_data) == ["MbppPlus-v0.2.0.jsonl"]
+    cached = no_data / "datasets" / "MbppPlus-v0.2.0.jsonl"
+    assert cached.read_bytes() == original and oct(cached.stat().st_mode & 0o777) == "0o644"
+    assert dataset_source("mbppplus") == f"user cache {cached}"
+    assert load_problems("mbpp+") == problems and server[1].paths == ["/MbppPlus.jsonl.gz"]  # no second fetch
+
+
+def test_humaneval_plus_download_reports_progress(data_dir: Path, no_data: Path, server, monkeypatch) -> None:
+    original = (data_dir / "HumanEvalPlus-v0.1.10.jsonl").read_bytes()
+    pinned = fetch.RELEASES["humaneval+"]
+    serve_release(monkeypatch, server, "humaneval+", original, size=pinned.size, sha256=pinned.sha256)
+    reports: list[tuple[str, int, int]] = []
+    path = fetch_release("humaneval+", progress=lambda *report: reports.append(report))
+    assert path == no_data / "datasets" / "HumanEvalPlus-v0.1.10.jsonl" and path.read_bytes() == original
+    assert reports[-1] == ("downloading HumanEvalPlus-v0.1.10.jsonl", pinned.size, pinned.size) and len(reports) > 1
+    assert fetch_release("humaneval+") == path and len(server[1].paths) == 1
+
+
+def test_a_cached_file_with_other_bytes_is_an_error_not_a_download(no_data: Path, server, monkeypatch) -> None:
+    release = serve_release(monkeypatch, server, "mbpp+", json.dumps(PLUS_ROW).encode() + b"\n")
+    (no_data / "datasets").mkdir(parents=True)
+    placed = no_data / "datasets" / release.file
+    placed.write_text("{}\n")  # put there by hand
+    message = error_of(load_mbpp_plus)
+    assert message.startswith(f"{placed} is not MbppPlus-v0.2.0.jsonl as released (sha256 ")
+    assert "delete it to download it again" in message and server[1].paths == []
+    placed.unlink()
+    assert [p.task_id for p in load_mbpp_plus()] == [PLUS_ROW["task_id"]]
+
+
+def test_a_data_folder_file_is_used_before_the_cache(tmp_path: Path, no_data: Path, server, monkeypatch) -> None:
+    serve_release(monkeypatch, server, "mbpp+", b"not used\n")
+    write_lines(tmp_path / "empty-data" / "MbppPlus-v0.2.0.jsonl", PLUS_ROW)
+    assert [p.task_id for p in load_problems("mbpp+")] == [PLUS_ROW["task_id"]]
+    assert server[1].paths == [] and cache_entries(no_data) == []
+
+
+@pytest.mark.parametrize("wrong", ["digest", "size"])
+def test_a_download_with_other_bytes_leaves_nothing(no_data: Path, server, monkeypatch, wrong: str) -> None:
+    data = json.dumps(PLUS_ROW).encode() + b"\n"
+    checks = {"sha256": "ab" * 32} if wrong == "digest" else {"size": len(data) + 1}
+    release = serve_release(monkeypatch, server, "mbpp+", data, **checks)
+    message = error_of(load_problems, "mbpp+")
+    expected = f"sha256 mismatch: expected {'ab' * 32}, got " if wrong == "digest" else "expected"
+    assert message.startswith(f"MbppPlus-v0.2.0.jsonl from {release.url}: {expected}")
+    assert f"decompress that file to {no_data / 'datasets' / release.file}" in message and DATA_DIR_ENV in message
+    assert cache_entries(no_data) == []  # no partial file, no unverified file
+
+
+@pytest.mark.parametrize("failure", ["offline", "404", "not gzip"])
+def test_a_failed_download_is_one_line_saying_how_to_provide_the_file(no_data: Path, server, monkeypatch,
+                                                                      failure: str) -> None:
+    root, served = server
+    release = serve_release(monkeypatch, server, "humaneval+", b"{}\n")
+    if failure == "offline":
+        with socket.socket() as probe:  # a port that nothing listens on
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        url, reason = f"http://127.0.0.1:{port}/x.gz", "Connection refused"
+    elif failure == "404":
+        url, reason = f"{served.url}/missing.gz", "HTTP 404"
+    else:
+        (root / "plain.gz").write_text("{}\n")
+        url, reason = f"{served.url}/plain.gz", "Not a gzipped file"
+    monkeypatch.setitem(fetch.RELEASES, "humaneval+", dataclasses.replace(release, url=url))
+    message = error_of(load_humaneval_plus)
+    assert message.startswith(f"HumanEvalPlus-v0.1.10.jsonl is not in the data folder or the cache, and "
+                              f"downloading {url} failed (")
+    assert reason in message and f"set {DATA_DIR_ENV}" in message
+    assert cache_entries(no_data) == []
+
+
+def test_an_explicit_folder_without_the_file_does_not_download(tmp_path: Path, no_data: Path, server,
+                                                               monkeypatch) -> None:
+    serve_release(monkeypatch, server, "mbpp+", b"{}\n")
+    assert error_of(load_mbpp_plus, tmp_path).startswith(f"MbppPlus*.jsonl not found: in {tmp_path};")
+    assert server[1].paths == []

@@ -13,6 +13,7 @@ import pytest
 
 from mucode.cli import main
 from mucode.errors import ConfigError
+from mucode.records import SearchRecord, SearchTurn
 from mucode.report import (
     ReportConfig,
     bon_series,
@@ -34,8 +35,9 @@ def make_eval(folder: Path, successes: Sequence[int | None], *, model: str = "qw
               selector: str = "pt", turns: int = 3) -> dict:
     """A real results.json (via write_eval_outputs) where search i succeeds at turn ``successes[i]`` (None: it
     never passes the public tests in ``turns`` turns)."""
-    records = [{"task_id": problem.task_id, "search": 0, "success": turn is not None, "public_passed": turn is not None,
-                "turns_used": turn or turns, "final_code": "def f(): pass", "turns": [{}] * (turn or turns)}
+    records = [SearchRecord(problem.task_id, 0, turn is not None, turn is not None, turn or turns, "def f(): pass",
+                            selector, n or 1, 0,
+                            tuple(SearchTurn(k, 0, 0, None, ()) for k in range(1, (turn or turns) + 1)))
                for problem, turn in zip(PROBLEMS, successes, strict=True)]
     search = SearchConfig(n=n, greedy=greedy, selector=selector, turns=turns)
     run = {"model": model, "label": label, "search": search.to_dict(), "verifier": None,

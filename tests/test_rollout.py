@@ -15,16 +15,16 @@ import pytest
 
 from mucode.backends import SamplingParams
 from mucode.cli import main
-from mucode.env import Episode
+from mucode.env import Episode, EpisodeConfig, Turn
 from mucode.errors import ConfigError, DataError
+from mucode.records import Generation, Trajectory
 from mucode.rollout import (
-    RecordLog,
     derive_seed,
-    prepare_run_dir,
     run_rollouts,
     select_problems,
     summarize_trajectories,
 )
+from mucode.runs import pin_run_dir
 from mucode.sandbox import Limits, Sandbox
 from tests.scripted_backend import PROBLEMS, RIGHT, TRAP, WRONG, PositionalBackend, ScriptedBackend
 
@@ -138,18 +138,6 @@ def test_resume_after_kill_loses_and_duplicates_nothing(tmp_path: Path, sandbox:
     assert log.read_bytes().startswith(partial)  # earlier records kept byte for byte
 
 
-def test_torn_last_line_is_truncated_and_bad_middle_line_is_an_error(tmp_path: Path) -> None:
-    log = RecordLog(tmp_path / "log.jsonl")
-    log.append([{"a": 1}, {"a": 2}])
-    with open(log.path, "ab") as stream:
-        stream.write(b'{"a": 3')
-    assert log.load() == [{"a": 1}, {"a": 2}]
-    assert log.path.read_bytes() == b'{"a": 1}\n{"a": 2}\n'
-    log.path.write_bytes(b'{"a": 1}\nnot json\n{"a": 2}\n')
-    with pytest.raises(DataError, match=r"log\.jsonl:2: not a JSON record"):
-        log.load()
-
-
 def test_resume_with_another_config_names_the_field(tmp_path: Path, sandbox: Sandbox) -> None:
     rollouts(tmp_path, sandbox, rollouts=1)
     hotter = SamplingParams(n=1, temperature=0.9, max_tokens=100, seed=3)
@@ -178,12 +166,13 @@ def test_run_dir_that_is_a_file_is_a_config_error(tmp_path: Path) -> None:
     file = tmp_path / "file"
     file.write_text("")
     with pytest.raises(ConfigError, match="is a file"):
-        prepare_run_dir(file, {}, False, [])
+        pin_run_dir(file, {}, False, [])
 
 
-def trajectory(task_id: str, success: bool, turns: int, tokens: int = 10) -> dict:
-    return {"task_id": task_id, "success": success, "turns": [{}] * turns,
-            "generation": [{"completion_tokens": tokens}] * turns}
+def trajectory(task_id: str, success: bool, turns: int, tokens: int = 10) -> Trajectory:
+    turn = Turn(task_id, "reply", "fenced-python", "", "x = 1", (), (), True, success, "", "", 0.0, 1)
+    return Trajectory(task_id, 0, EpisodeConfig(), (), (turn,) * turns, True, success, "fake", "fake", PARAMS, 3,
+                      (Generation(3, 50, tokens, "stop", 0.0),) * turns)
 
 
 def test_summary_metrics_on_hand_made_trajectories() -> None:
@@ -274,4 +263,4 @@ def test_real_model_rollouts_and_search(tmp_path: Path, sandbox: Sandbox, smollm
     for record in read_records(tmp_path):
         assert all(info["completion_tokens"] > 0 for info in record["generation"])
         assert Episode.from_dict(record, next(p for p in problems if p.task_id == record["task_id"])).done
-    assert len(records[0]["turns"][0]["candidates"]) == 2
+    assert len(records[0].turns[0].candidates) == 2

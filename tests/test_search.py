@@ -14,6 +14,7 @@ from mucode.env import CandidateResult
 from mucode.errors import ConfigError
 from mucode.evaluate import EvaluateConfig, evaluate
 from mucode.problems import write_custom
+from mucode.records import SearchRecord, SearchTurn
 from mucode.rollout import Throughput
 from mucode.sandbox import Limits, Sandbox
 from mucode.search import (
@@ -109,18 +110,18 @@ def test_selectors_see_no_private_results(sandbox: Sandbox, monkeypatch: pytest.
 
 def test_search_stops_at_the_first_public_pass(sandbox: Sandbox) -> None:
     backend = ScriptedBackend("fake", SCRIPT)
-    records = {r["task_id"]: r for r in run(PROBLEMS, sandbox, SearchConfig(n=3, selector="pt"), backend)}
+    records = {r.task_id: r for r in run(PROBLEMS, sandbox, SearchConfig(n=3, selector="pt"), backend)}
     inc, half, neg = records["inc"], records["half"], records["neg"]
-    assert (inc["turns_used"], inc["public_passed"], inc["success"]) == (2, True, True)
-    assert inc["final_code"] == "def inc(x):\n    return x + 1"
-    chosen = inc["turns"][1]["candidates"][inc["turns"][1]["selected"]]
-    assert chosen["public_passed"] and chosen["private_passed"]
+    assert (inc.turns_used, inc.public_passed, inc.success) == (2, True, True)
+    assert inc.final_code == "def inc(x):\n    return x + 1"
+    chosen = inc.turns[1].chosen
+    assert chosen.public_passed and chosen.private_passed
     # a public pass that fails the private tests still ends the search, as a failure
-    assert (half["turns_used"], half["public_passed"], half["success"]) == (1, True, False)
-    assert (neg["turns_used"], neg["public_passed"], neg["success"], neg["final_code"]) == (3, False, False, None)
+    assert (half.turns_used, half.public_passed, half.success) == (1, True, False)
+    assert (neg.turns_used, neg.public_passed, neg.success, neg.final_code) == (3, False, False, None)
     # one generate call per turn for all active searches, n = N each, a seed per search
     assert [(size, params.n) for size, params, _ in backend.calls] == [(3, 3), (2, 3), (1, 3)]
-    assert all(len(turn["candidates"]) == 3 for record in records.values() for turn in record["turns"])
+    assert all(len(turn.candidates) == 3 for record in records.values() for turn in record.turns)
 
 
 def test_greedy_is_one_candidate_at_temperature_zero(sandbox: Sandbox) -> None:
@@ -139,17 +140,17 @@ def test_greedy_is_one_candidate_at_temperature_zero(sandbox: Sandbox) -> None:
 
 def test_searches_differ_by_seed_and_repeat_exactly(sandbox: Sandbox) -> None:
     config = SearchConfig(n=1, selector="random", searches=4, seed=11)
-    first = sorted(run(PROBLEMS[2:], sandbox, config), key=lambda record: record["search"])
-    assert [r["search"] for r in first] == [0, 1, 2, 3]
-    assert len({r["turns"][0]["seed"] for r in first}) == 4
-    again = sorted(run(PROBLEMS[2:], sandbox, config), key=lambda record: record["search"])
+    first = sorted(run(PROBLEMS[2:], sandbox, config), key=lambda record: record.search)
+    assert [r.search for r in first] == [0, 1, 2, 3]
+    assert len({r.turns[0].seed for r in first}) == 4
+    again = sorted(run(PROBLEMS[2:], sandbox, config), key=lambda record: record.search)
     assert [essence(record) for record in again] == [essence(record) for record in first]
 
 
-def essence(record: dict) -> tuple:
+def essence(record: SearchRecord) -> tuple:
     """A search without its timings: replies, choices and outcome."""
-    return (record["success"], record["final_code"],
-            [(turn["seed"], turn["selected"], [c["reply"] for c in turn["candidates"]]) for turn in record["turns"]])
+    return (record.success, record.final_code,
+            [(turn.seed, turn.selected, [c.reply for c in turn.candidates]) for turn in record.turns])
 
 
 class KeywordScorer:
@@ -167,9 +168,9 @@ def test_lv_selector_uses_the_scorer_and_no_code_scores_none(sandbox: Sandbox) -
     scorer = KeywordScorer("x / 2")
     script = {("half", 1): [WRONG["half"], RIGHT["half"], "no code here"]}
     [record] = run(PROBLEMS[2:], sandbox, SearchConfig(n=3, selector="lv"), ScriptedBackend("f", script), scorer)
-    turn = record["turns"][0]
-    assert turn["candidates"][turn["selected"]]["code"] == "def half(x):\n    return x / 2"
-    assert sorted(turn["scores"], key=str) == [0.0, 1.0, None] and record["success"]
+    turn = record.turns[0]
+    assert turn.chosen.code == "def half(x):\n    return x / 2"
+    assert sorted(turn.scores or (), key=str) == [0.0, 1.0, None] and record.success
     assert len(scorer.calls[0][1]) == 2  # only candidates with code are scored
 
 
@@ -182,8 +183,9 @@ def test_scored_selectors_need_a_verifier(sandbox: Sandbox) -> None:
 
 # ------------------------------------------------------------------------------------------- metrics
 
-def search_record(task_id: str, success: bool, public_passed: bool, turns: int) -> dict:
-    return {"task_id": task_id, "success": success, "public_passed": public_passed, "turns": [{}] * turns}
+def search_record(task_id: str, success: bool, public_passed: bool, turns: int) -> SearchRecord:
+    return SearchRecord(task_id, 0, success, public_passed, turns, None, "pt", 1, 0,
+                        tuple(SearchTurn(number, 0, 0, None, ()) for number in range(1, turns + 1)))
 
 
 def test_metrics_on_hand_made_search_records() -> None:
@@ -242,7 +244,8 @@ def test_eval_resumes_from_its_search_log(tmp_path: Path, dataset: Path, monkeyp
     monkeypatch.setattr("mucode.search.load_backend", lambda kind, model: backend)
     second = run_eval(config)
     assert backend.calls and all(size == 1 for size, _, _ in backend.calls)
-    assert [essence(r) for r in second["searches"]] == [essence(r) for r in first["searches"]]
+    assert ([essence(SearchRecord.from_dict(r)) for r in second["searches"]]
+            == [essence(SearchRecord.from_dict(r)) for r in first["searches"]])
     assert second["searches"][:-1] == first["searches"][:-1] and second["metrics"] == first["metrics"]
 
 

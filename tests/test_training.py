@@ -189,7 +189,7 @@ def test_rerunning_reuses_the_model_and_another_config_needs_force(data: Path, t
     first = train_generator(config(data, tmp_path / "sft", tiny_qwen2, epochs=1))
     again = train_generator(config(data, tmp_path / "sft", tiny_qwen2, epochs=1))
     assert not again.trained and again.info == first.info
-    with pytest.raises(ConfigError, match=r"another config \(hyperparameters.epochs changed\)"):
+    with pytest.raises(ConfigError, match=r"another config \(hyperparameters.epochs was 1, now 2\); use --force"):
         train_generator(config(data, tmp_path / "sft", tiny_qwen2, epochs=2))
     assert train_generator(config(data, tmp_path / "sft", tiny_qwen2, epochs=2, force=True)).trained
 

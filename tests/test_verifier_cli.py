@@ -130,13 +130,13 @@ def test_a_trained_verifier_drives_the_scored_selectors(selector: str, trained: 
                for record in batch]
     assert len(records) == len(PROBLEMS)
     for record in records:
-        problem = next(p for p in PROBLEMS if p.task_id == record["task_id"])
-        for turn in record["turns"]:
-            candidates = turn["candidates"]
-            coded = [c["code"] for c in candidates if c["code"] is not None]
+        problem = next(p for p in PROBLEMS if p.task_id == record.task_id)
+        for turn in record.turns:
+            candidates, scores = turn.candidates, list(turn.scores or ())
+            coded = [c.code for c in candidates if c.code is not None]
             expected = iter(verifier.score(problem, coded))
-            assert turn["scores"] == [None if c["code"] is None else pytest.approx(next(expected), abs=1e-5)
-                                      for c in candidates]
-            keys = [(c["public_passed"] if selector == "pt+lv" else 0, -1e9 if s is None else s)
-                    for c, s in zip(candidates, turn["scores"], strict=True)]
-            assert keys[turn["selected"]] == max(keys)
+            assert scores == [None if c.code is None else pytest.approx(next(expected), abs=1e-5)
+                              for c in candidates]
+            keys = [(c.public_passed if selector == "pt+lv" else 0, -1e9 if s is None else s)
+                    for c, s in zip(candidates, scores, strict=True)]
+            assert keys[turn.selected] == max(keys)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from mucode.backends import SamplingParams
 from mucode.env import build_prompt, extract_code
 from mucode.errors import ConfigError, DataError
 from mucode.problems import dataset_fingerprint
+from mucode.records import read_trajectories
 from mucode.rollout import run_rollouts
 from mucode.types import ExecResult, TestStatus, TestVerdict
 from mucode.verifier import Example, examples_from_record, load_rollouts, make_pairs
@@ -101,16 +103,25 @@ def test_every_code_is_an_example_and_only_the_final_one_can_be_positive(tmp_pat
     assert next(e for e in data.examples if e.task_id == "inc").prompt == build_prompt(problem, "paper")
 
 
-def test_hand_made_record_gives_intermediate_failures_and_a_labelled_final_code() -> None:
-    record = {"task_id": "7", "rollout": 2, "success": True,
-              "messages": [{"role": "user", "content": "Write f."}, {"role": "assistant", "content": "..."}],
-              "turns": [{"code": "def f(): return 0"}, {"code": None}, {"code": "def f(): return 1"}]}
+def test_hand_made_record_gives_intermediate_failures_and_a_labelled_final_code(tmp_path: Path) -> None:
+    real = read_trajectories(write_run(tmp_path / "run", rollouts=1) / "trajectories.jsonl")[0]
+    turns = tuple(replace(real.turns[0], code=code, number=number)
+                  for number, code in enumerate(["def f(): return 0", None, "def f(): return 1"], start=1))
+    record = replace(real, task_id="7", rollout=2, success=True, turns=turns,
+                     messages=({"role": "user", "content": "Write f."}, {"role": "assistant", "content": "..."}))
     assert examples_from_record(record, "runs/a") == [
         Example("7", "Write f.", "def f(): return 0", False, "runs/a", 2, 1),
         Example("7", "Write f.", "def f(): return 1", True, "runs/a", 2, 3)]
-    assert [e.label for e in examples_from_record({**record, "success": False}, "runs/a")] == [False, False]
-    with pytest.raises(DataError, match=r"runs/a/trajectories.jsonl: record 4 is not a trajectory record"):
-        examples_from_record({"task_id": "7"}, "runs/a", 4)
+    assert [e.label for e in examples_from_record(replace(record, success=False), "runs/a")] == [False, False]
+
+
+def test_a_malformed_trajectory_line_names_its_file_and_line(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "run", rollouts=1)
+    log = run / "trajectories.jsonl"
+    lines = log.read_text().splitlines(keepends=True)
+    log.write_text(lines[0] + json.dumps({"task_id": "7"}) + "\n")
+    with pytest.raises(DataError, match=r"run/trajectories.jsonl:2: not a Trajectory record \(missing rollout, "):
+        load_rollouts([run])
 
 
 # ------------------------------------------------------------------------------------------------- pairs

@@ -123,8 +123,8 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(run: Path, tiny_qwen2: P
     assert [p.name for p in (tmp_path / "v" / "checkpoints").glob("checkpoint-*")] == ["checkpoint-2"]
     with pytest.raises(ConfigError, match="is not a mucode verifier"):
         Verifier.load(tmp_path / "v")  # nothing half-trained loads
-    with pytest.raises(ConfigError, match=r"checkpoints was started with another config: "
-                                          r"hyperparameters.epochs was 2, now 3 \(use --force"):
+    with pytest.raises(ConfigError, match=r"checkpoints was started with another config "
+                                          r"\(hyperparameters.epochs was 2, now 3\); use --force"):
         train_verifier(config(run, tmp_path / "v", tiny_qwen2, **{**settings, "epochs": 3}))
     resumed = train_verifier(config(run, tmp_path / "v", tiny_qwen2, **settings))
     assert resumed.info["training"]["resumed_from"].endswith("checkpoint-2")
@@ -138,7 +138,7 @@ def test_rerunning_reuses_the_verifier_and_another_config_needs_force(run: Path,
     first = train_verifier(config(run, tmp_path / "v", tiny_qwen2, epochs=1))
     again = train_verifier(config(run, tmp_path / "v", tiny_qwen2, epochs=1))
     assert not again.trained and again.info == first.info
-    with pytest.raises(ConfigError, match=r"trained with another config \(hyperparameters.epochs changed\)"):
+    with pytest.raises(ConfigError, match=r"trained with another config \(hyperparameters.epochs was 1, now 2\); use"):
         train_verifier(config(run, tmp_path / "v", tiny_qwen2, epochs=2))
     forced = train_verifier(config(run, tmp_path / "v", tiny_qwen2, epochs=2, force=True))
     assert forced.trained and forced.info["training"]["steps"] == 4

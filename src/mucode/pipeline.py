@@ -1,4 +1,4 @@
-"""μCode's expert iteration (Algorithm 1, METHOD.md §7) as one resumable command: ``mucode train``.
+"""μCode's expert iteration (Algorithm 1, docs/method.md §7) as one resumable command: ``mucode train``.
 
 Iteration k (1..K) with generator G_{k-1} (G_0 = the base model):
 
@@ -15,7 +15,7 @@ Iteration k (1..K) with generator G_{k-1} (G_0 = the base model):
 Each ``[[evals]]`` entry is a multi-turn search (`mucode.search`) run for the base model ("Instruct") and
 the generator of every iteration (or only the last, ``evaluate = "last"``). A search that uses the verifier
 gets the one trained on that generator's own rollouts ("the reward model trained with samples of the latest
-generator", METHOD.md §7), so the last generator gets a final round of rollouts and verifier training when an
+generator", docs/method.md §7), so the last generator gets a final round of rollouts and verifier training when an
 eval needs it. The baselines are methods of the same loop (`mucode.expert`); ``instruct`` trains nothing.
 
 Every stage writes ``stage.json`` (its identity, key numbers, timings, versions) into its folder when it
@@ -26,32 +26,39 @@ resume from what is on disk), so ``kill -9`` at any moment loses at most the wor
 
 from __future__ import annotations
 
-import importlib.metadata
+import dataclasses
 import json
 import os
 import time
 import tomllib
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from mucode.backends import DEFAULT_BACKEND
 from mucode.errors import ConfigError, MucodeError
-from mucode.evaluate import package_versions
+from mucode.evaluate import RESULT_PACKAGES
 from mucode.expert import METHODS, ExpertConfig, build_examples, summarize_examples
+from mucode.jobs import SFTConfig, TrainConfig
 from mucode.models import DEFAULT_MODEL
 from mucode.problems.mbpp import HUB_PREFIX
-from mucode.rollout import TRAJECTORIES_FILE, RolloutConfig, rollout, write_json
-from mucode.samples import write_atomic
+from mucode.records import TRAJECTORIES_FILE, Trajectory, read_trajectories
+from mucode.rollout import RolloutConfig, rollout
+from mucode.runs import changed_fields, check_identity, versions, write_atomic, write_json
 from mucode.search import EvalConfig, SearchConfig, run_eval
 
-PIPELINE_FORMAT = "mucode.pipeline/1"
+#: Version 2: the expert relabels every state by default, evals follow the rollouts' template, and a run
+#: chooses the iteration it presents on validation; run folders of version 1 are not resumed.
+PIPELINE_FORMAT = "mucode.pipeline/2"
 RUN_FILE = "pipeline.json"
 CONFIG_COPY = "config.toml"
 STAGE_FILE = "stage.json"
+#: Packages besides mucode and Python whose versions every stage manifest records: they can change its output.
+STAGE_PACKAGES = (*RESULT_PACKAGES, "torch", "transformers", "peft", "accelerate", "llama_cpp_python", "gguf")
 EXAMPLES_FILE = "examples.jsonl"
 EXPORT_FILE = "model.gguf"
 REPORT_FILE = "report.md"
@@ -70,6 +77,23 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _section(model_name: str, /, *sources: tuple[type, Sequence[str]], **extra: Any) -> type[_Section]:
+    """A config section made of library config fields, with the library's types and defaults: the library
+    declares each default once and validates it; the section only says which fields an experiment file may set.
+    ``sources``: (library dataclass, field names) pairs; ``extra``: the section's own fields, or a default the
+    pipeline overrides, as ``(type, default)``."""
+    definitions: dict[str, Any] = {}
+    for library, names in sources:
+        hints = typing.get_type_hints(library)
+        declared = {item.name: item for item in dataclasses.fields(library)}
+        for field_name in names:
+            item = declared[field_name]
+            default = item.default if item.default is not dataclasses.MISSING else Field(
+                default_factory=item.default_factory)  # type: ignore[arg-type]
+            definitions[field_name] = (hints[field_name], default)
+    return create_model(model_name, __base__=_Section, **(definitions | extra))
+
+
 class GeneratorSection(_Section):
     """The model being trained and how it generates. ``export_ftype`` is the GGUF type fine-tuned generators
     are written in for the llamacpp backend (q4_k_m matches the official base files)."""
@@ -81,15 +105,10 @@ class GeneratorSection(_Section):
     export_ftype: str = "q4_k_m"
 
 
-class DataSection(_Section):
+class DataSection(_section("DataFields", (RolloutConfig, ["split", "policy", "limit", "ids"]),
+                           dataset=(str, "mbpp"))):  # type: ignore[misc]
     """Training problems. For MBPP, ``split`` and ``policy`` default to "train": the reference trains on MBPP
     train with all of ``test_list`` public; other datasets have one split and one policy."""
-
-    dataset: str = "mbpp"
-    split: str | None = None
-    policy: str | None = None
-    limit: PositiveInt | None = None
-    ids: list[str] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -100,73 +119,47 @@ class DataSection(_Section):
         return data
 
 
-class RolloutSection(_Section):
-    """Data collection (METHOD.md §3): 15 rollouts × 3 turns at temperature 0.7 in the paper."""
+class RolloutSection(_section("RolloutFields", (RolloutConfig, ["rollouts", "turns", "temperature", "top_p",
+                                                                "max_tokens", "template", "batch_size",
+                                                                "workers"]))):  # type: ignore[misc]
+    """Data collection (`mucode.rollout.RolloutConfig`, docs/method.md §3): 15 rollouts × 3 turns at
+    temperature 0.7 in the paper."""
 
-    rollouts: PositiveInt = 15
-    turns: PositiveInt = 3
-    temperature: float = 0.7
-    top_p: float = 1.0
-    max_tokens: PositiveInt = 1000
-    template: str = "paper"
-    batch_size: PositiveInt = 64
-    workers: PositiveInt | None = None
+    def validate_with(self, data: DataSection) -> None:
+        """The library's own checks, run when the experiment file is read rather than an hour in."""
+        RolloutConfig(model="-", dataset=data.dataset, out="-", **self.model_dump())
 
 
-class VerifierSection(_Section):
+class VerifierSection(_section("VerifierFields", (TrainConfig, ["loss", "lora", "lora_rank", "lora_alpha",
+                                                                "head_only", "learning_rate", "epochs",
+                                                                "batch_size", "micro_batch_size",
+                                                                "pairs_per_problem", "max_length", "precision",
+                                                                "seed", "gradient_checkpointing"]),
+                               backbone=(str | None, None), aggregate=(bool, True))):  # type: ignore[misc]
     """Verifier training (`mucode.verifier.TrainConfig`); ``backbone`` None = the generator's base model.
     ``aggregate``: train on the rollouts of every iteration so far (paper and reference) or the latest only."""
 
-    loss: Literal["bt", "bce"] = "bt"
-    backbone: str | None = None
-    lora: bool = False
-    lora_rank: PositiveInt = 16
-    lora_alpha: PositiveInt = 32
-    head_only: bool = False
-    learning_rate: float | None = None
-    epochs: PositiveInt | None = None
-    batch_size: PositiveInt = 64
-    micro_batch_size: PositiveInt = 2
-    pairs_per_problem: PositiveInt = 32
-    max_length: PositiveInt = 2048
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
-    seed: int = 1
-    gradient_checkpointing: bool = False
-    aggregate: bool = True
+    def train_config(self, rollouts: Sequence[str], out: str, backbone: str, progress: bool | None) -> TrainConfig:
+        return TrainConfig(rollouts=tuple(rollouts), out=out, backbone=self.backbone or backbone, progress=progress,
+                           **self.model_dump(exclude={"backbone", "aggregate"}))
 
 
-class ExpertSection(_Section):
+class ExpertSection(_section("ExpertFields", (ExpertConfig, ["beta_oracle", "beta_verifier", "candidates",
+                                                              "relabel", "relabel_count", "top_k"]),
+                             rescore=(bool, True))):  # type: ignore[misc]
     """Relabelling options (`mucode.expert.ExpertConfig`; the method is the top-level ``method``).
     ``rescore``: relabel all aggregated data with the newest verifier (paper) or keep old examples (reference)."""
 
-    beta_oracle: float | None = None
-    beta_verifier: float | None = None
-    candidates: Literal["all", "final"] = "all"
-    relabel: Literal["all", "top-scored"] = "all"
-    relabel_count: PositiveInt = 3
-    top_k: PositiveInt = 3
-    rescore: bool = True
 
-
-class EvalSection(_Section):
-    """One multi-turn search per evaluated generator (`mucode.search.SearchConfig`), written to
-    ``evals/<generator>/<name>``."""
-
-    name: str
-    dataset: str = "mbpp"
-    split: str | None = "test"
-    policy: str | None = None
-    limit: PositiveInt | None = None
-    ids: list[str] = Field(default_factory=list)
-    greedy: bool = False
-    n: PositiveInt | None = None
-    turns: PositiveInt = 3
-    selector: str = "pt"
-    searches: PositiveInt = 1
-    temperature: float | None = None
-    max_tokens: PositiveInt = 1000
-    seed: int = 0
-    batch_size: PositiveInt = 64
+class EvalSection(_section("EvalFields", (SearchConfig, ["greedy", "n", "turns", "selector", "searches",
+                                                         "temperature", "max_tokens", "seed"]),
+                           (EvalConfig, ["policy", "limit", "ids", "batch_size"]),
+                           name=(str, ...), dataset=(str, "mbpp"), split=(str | None, "test"),
+                           template=(str | None, None))):  # type: ignore[misc]
+    """One multi-turn search per evaluated generator, written to ``evals/<generator>/<name>``: the fields of
+    `mucode.search.SearchConfig` and where the problems come from. ``template`` None: the rollouts' template,
+    so that a generator is evaluated on the prompt it was trained on (the paper's no-tests setting is
+    ``[rollouts] template = "testless"``)."""
 
     @field_validator("name")
     @classmethod
@@ -175,40 +168,37 @@ class EvalSection(_Section):
             raise ValueError(f"{name!r} cannot be a folder name")
         return name
 
-    def search(self) -> SearchConfig:
-        return SearchConfig(n=self.n, turns=self.turns, selector=self.selector, searches=self.searches,
-                            temperature=self.temperature, max_tokens=self.max_tokens, seed=self.seed,
-                            greedy=self.greedy)
+    def search(self, template: str) -> SearchConfig:
+        """The search; ``template`` is used when the section names none (the rollouts' template)."""
+        options = self.model_dump(exclude={"name", "dataset", "split", "policy", "limit", "ids", "batch_size"})
+        return SearchConfig(**{**options, "template": self.template or template})
 
 
 class ValidationSection(EvalSection):
-    """The search that picks an SFT epoch: greedy on MBPP validation unless told otherwise."""
+    """The search that picks an SFT epoch (``sft.select``) and the reported iteration (``select``): greedy on
+    MBPP validation unless told otherwise."""
 
     name: str = "validation"
     split: str | None = "validation"
     greedy: bool = True
 
 
-class SFTSection(_Section):
+class SFTSection(_section("SFTFields", (SFTConfig, ["lora", "lora_rank", "lora_alpha", "learning_rate", "epochs",
+                                                    "batch_size", "micro_batch_size", "max_length", "precision",
+                                                    "seed", "gradient_checkpointing"]))):  # type: ignore[misc]
     """Generator fine-tuning (`mucode.training.SFTConfig`). ``init``: start every iteration from the base
     model (paper) or from the previous iteration's model."""
 
-    lora: bool = False
-    lora_rank: PositiveInt = 16
-    lora_alpha: PositiveInt = 32
-    learning_rate: float | None = None
-    epochs: PositiveInt = 2
-    batch_size: PositiveInt = 32
-    micro_batch_size: PositiveInt = 1
-    max_length: PositiveInt = 4096
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
-    seed: int = 42
-    gradient_checkpointing: bool = False
     init: Literal["base", "previous"] = "base"
     #: "validation": keep every epoch's model and take the one with the best greedy success on
     #: ``validation`` (MBPP validation by default); "last": the final epoch (the reference's choice).
     select: Literal["last", "validation"] = "last"
     validation: ValidationSection = Field(default_factory=ValidationSection)
+
+    def sft_config(self, examples: Sequence[str], out: str, base: str, progress: bool | None) -> SFTConfig:
+        return SFTConfig(examples=tuple(examples), out=out, base=base, progress=progress,
+                         epoch_snapshots=self.select == "validation",
+                         **self.model_dump(exclude={"init", "select", "validation"}))
 
 
 class PipelineConfig(_Section):
@@ -218,6 +208,10 @@ class PipelineConfig(_Section):
     method: Literal["instruct", *METHODS] = "mucode"  # type: ignore[valid-type]
     iterations: int = Field(default=2, ge=0)
     evaluate: Literal["all", "last"] = "all"
+    #: Which trained generator the report presents: the best on ``sft.validation`` (the paper picks the
+    #: generator/verifier pair on MBPP validation, never on test) or the last one. Every evaluated generator's
+    #: test numbers stay in the run; the others are marked as not selected.
+    select: Literal["validation", "last"] = "validation"
     generator: GeneratorSection = Field(default_factory=GeneratorSection)
     data: DataSection = Field(default_factory=DataSection)
     rollouts: RolloutSection = Field(default_factory=RolloutSection)
@@ -233,10 +227,20 @@ class PipelineConfig(_Section):
         for where, entry in [*((f"evals[{number}] ({entry.name})", entry) for number, entry in enumerate(self.evals)),
                              ("sft.validation", self.sft.validation)]:
             try:
-                entry.search()
+                entry.search(self.rollouts.template)
             except ConfigError as error:
                 raise ConfigError(f"{where}: {error}") from None
-        self.expert_config()
+        try:
+            self.expert_config()
+        except ConfigError as error:
+            raise ConfigError(f"{error} (method = {self.method!r})") from None
+        for where, check in [("rollouts", lambda: self.rollouts.validate_with(self.data)),
+                             ("verifier", lambda: self.verifier.train_config(["-"], "-", "-", False)),
+                             ("sft", lambda: self.sft.sft_config(["-"], "-", "-", False))]:
+            try:
+                check()
+            except ConfigError as error:
+                raise ConfigError(f"{where}: {error}") from None
 
     @property
     def training_iterations(self) -> int:
@@ -295,7 +299,8 @@ def run_stage(stage: Stage, log: Log) -> dict[str, Any]:
     manifest = stage.folder / STAGE_FILE
     if manifest.is_file():
         recorded = json.loads(manifest.read_text(encoding="utf-8"))
-        if recorded.get("identity") == json.loads(json.dumps(stage.identity)):
+        # a field added since the stage ran, with a None default, leaves the identity unchanged
+        if not changed_fields(recorded.get("identity") or {}, json.loads(json.dumps(stage.identity))):
             log(f"{stage.name}: done earlier · {stage.summary(recorded['result'])}")
             return recorded["result"]
         manifest.unlink()  # the inputs changed (an earlier stage was redone): redo this one
@@ -304,20 +309,9 @@ def run_stage(stage: Stage, log: Log) -> dict[str, Any]:
     seconds = round(time.time() - started, 1)
     write_json(manifest, {"stage": stage.name, "identity": stage.identity, "result": result,
                           "timings": {"seconds": seconds, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")},
-                          "versions": stage_versions()})
+                          "versions": versions(*STAGE_PACKAGES)})
     log(f"{stage.name}: {stage.summary(result)} · {_duration(seconds)}")
     return result
-
-
-def stage_versions() -> dict[str, str | None]:
-    """mucode, Python and the platform, and the packages that can change a stage's output."""
-    found = dict(package_versions())
-    for package in ("torch", "transformers", "peft", "accelerate", "llama_cpp_python", "gguf"):
-        try:
-            found[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            found[package] = None
-    return found
 
 
 def _duration(seconds: float) -> str:
@@ -336,6 +330,8 @@ class Generator:
     key: str  # "base", "iter-1", …: its folder under evals/
     model: str
     label: str
+    #: Success on the validation search, when the SFT epoch was chosen by it (then it need not run again).
+    validation: float | None = None
 
 
 class Pipeline:
@@ -349,7 +345,7 @@ class Pipeline:
 
     def run(self) -> dict[str, Any]:
         """All stages; returns (and writes to ``summary.json``) every evaluated generator's key numbers."""
-        from mucode.verifier.model import quiet_transformers
+        from mucode.backends.hf import quiet_transformers
 
         with quiet_transformers():  # transformers' save/load bars and notices would drown the stage lines
             return self._run()
@@ -358,6 +354,7 @@ class Pipeline:
         self._pin_config()
         config, results = self.config, {}
         generator = Generator("base", self.config.generator.base, METHOD_LABELS["instruct"])
+        trained: list[Generator] = []
         for k in range(1, config.training_iterations + 1):
             self._rollouts(k, generator)
             verifier = self._verifier(k) if self._verifier_needed() else None
@@ -365,9 +362,17 @@ class Pipeline:
                 results[generator.key] = self._evaluate(generator, verifier)
             self._expert(k, verifier)
             generator = self._train(k)
+            trained.append(generator)
         results[generator.key] = self._final_evaluation(generator, config.training_iterations + 1)
+        selection = self._selection(trained)
+        if selection is not None and selection["selected"] not in results:  # evaluate = "last" chose an earlier one
+            chosen = trained[selection["candidates"].index(selection["selected"])]
+            results[chosen.key] = self._final_evaluation(chosen, selection["candidates"].index(chosen.key) + 2)
+        for key, result in results.items():
+            chose = selection is not None and selection["by"] != "only" and key != "base"
+            result["selected"] = key == selection["selected"] if chose else None
         summary = {"format": PIPELINE_FORMAT, "name": config.name, "method": config.method, "generators": results,
-                   "report": self._report() if config.evals else None}
+                   "selection": selection, "report": self._report() if config.evals else None}
         write_json(self.out / "summary.json", summary)
         return summary
 
@@ -398,15 +403,13 @@ class Pipeline:
                                                f"success {r['success']:.1%}"), self.log)
 
     def _verifier(self, k: int) -> Path:
-        from mucode.verifier import TrainConfig, train_verifier
+        from mucode.verifier import train_verifier
 
         section = self.config.verifier
         folder = self._iteration(k) / "verifier"
         runs = self._rollout_dirs(k) if section.aggregate else [self._iteration(k) / "rollouts"]
-        options = section.model_dump(exclude={"backbone", "aggregate"})
-        train_config = TrainConfig(rollouts=tuple(str(run) for run in runs), out=str(folder),
-                                   backbone=section.backbone or self.config.generator.base, progress=self.progress,
-                                   **options)
+        train_config = section.train_config([str(run) for run in runs], str(folder), self.config.generator.base,
+                                            self.progress)
 
         def work() -> dict[str, Any]:
             info = train_verifier(train_config).info
@@ -445,17 +448,15 @@ class Pipeline:
         return folder
 
     def _train(self, k: int) -> Generator:
-        from mucode.training import SFTConfig, train_generator
+        from mucode.training import train_generator
 
         section = self.config.sft
         folder = self._iteration(k) / "sft"
         base = self.config.generator.base
         if section.init == "previous" and k > 1:
             base = str(self._iteration(k - 1) / "sft" / "model")
-        options = section.model_dump(exclude={"init", "select", "validation"})
-        sft_config = SFTConfig(examples=(str(self._iteration(k) / "expert" / EXAMPLES_FILE),), out=str(folder),
-                               base=base, progress=self.progress, epoch_snapshots=section.select == "validation",
-                               **options)
+        sft_config = section.sft_config([str(self._iteration(k) / "expert" / EXAMPLES_FILE)], str(folder), base,
+                                        self.progress)
 
         def work() -> dict[str, Any]:
             info = train_generator(sft_config).info
@@ -467,15 +468,16 @@ class Pipeline:
                   self.log)
         label = f"{METHOD_LABELS[self.config.method]} (iter {k})"
         if section.select == "validation":
-            return Generator(f"iter-{k}", self._select(k, folder, label), label)
+            chosen = self._select(k, folder, label)
+            return Generator(f"iter-{k}", chosen["model"], label, validation=chosen["success"])
         return Generator(f"iter-{k}", self._runnable(folder / "model", self._iteration(k) / "export",
                                                      f"iter-{k}/export"), label)
 
-    def _select(self, k: int, sft: Path, label: str) -> str:
+    def _select(self, k: int, sft: Path, label: str) -> dict[str, Any]:
         """The epoch whose model does best on the validation searches (the later epoch on ties)."""
         from mucode.training import epoch_models
 
-        scored = []
+        scored: list[dict[str, Any]] = []
         for epoch, model in epoch_models(sft):
             folder = self._iteration(k) / "select" / f"epoch-{epoch}"
             runnable = self._runnable(model, folder, f"iter-{k}/select/epoch-{epoch}/export")
@@ -491,7 +493,7 @@ class Pipeline:
         chosen = run_stage(Stage(f"iter-{k}/select", self._iteration(k) / "select", {"candidates": scored}, work,
                                  lambda r: f"epoch {r['epoch']} of {r['epochs']} ({r['success']:.1%} on validation)"),
                            self.log)
-        return chosen["model"]
+        return chosen
 
     def _runnable(self, model: Path, folder: Path, name: str) -> str:
         """What the generation backend loads: the transformers folder itself (hf) or its GGUF export."""
@@ -511,6 +513,36 @@ class Pipeline:
         run_stage(Stage(name, folder, {"model": str(model), "template": str(template), "ftype": ftype},
                         work, lambda r: f"{r['ftype']} GGUF, {(r['bytes'] or 0) / 2**20:.0f} MiB"), self.log)
         return str(target)
+
+    # ------------------------------------------------------------------------------------------ selection
+
+    def _selection(self, evaluated: Sequence[Generator]) -> dict[str, Any] | None:
+        """The trained generator the run presents, written to ``selection.json``: the best on the validation
+        search (the later iteration on ties), the last one with ``select = "last"``, or the only one. With
+        ``evaluate = "last"`` a chosen earlier generator is then searched on test too, with its own verifier."""
+        if not evaluated:
+            return None
+        scores: dict[str, float] = {}
+        if self.config.select == "validation" and len(evaluated) > 1:
+            scores = {generator.key: self._validation(generator) for generator in evaluated}
+            chosen = max(evaluated, key=lambda generator: (scores[generator.key], evaluated.index(generator)))
+            by = "validation"
+        else:
+            chosen, by = evaluated[-1], "last" if len(evaluated) > 1 else "only"
+        selection = {"selected": chosen.key, "label": chosen.label, "by": by, "validation": scores,
+                     "candidates": [generator.key for generator in evaluated]}
+        from mucode.report import SELECTION_FILE
+
+        write_json(self.out / SELECTION_FILE, selection)  # `mucode report` marks the generators not chosen
+        return selection
+
+    def _validation(self, generator: Generator) -> float:
+        """The generator's success on ``sft.validation``: from its epoch selection, else a search of its own."""
+        if generator.validation is not None:
+            return generator.validation
+        folder = self.out / generator.key / "validation"
+        return self._search(generator, self.config.sft.validation, None, folder,
+                            f"{generator.key}/validation")["success"]
 
     # ------------------------------------------------------------------------------------------ evaluation
 
@@ -533,7 +565,8 @@ class Pipeline:
     def _search(self, generator: Generator, entry: EvalSection, verifier: Path | None, folder: Path,
                 name: str) -> dict[str, Any]:
         """One search stage: `mucode eval` of ``generator`` into ``folder``; its key numbers."""
-        eval_config = EvalConfig(model=generator.model, dataset=entry.dataset, out=str(folder), search=entry.search(),
+        eval_config = EvalConfig(model=generator.model, dataset=entry.dataset, out=str(folder),
+                                 search=entry.search(self.config.rollouts.template),
                                  backend=self.config.generator.backend, split=entry.split, policy=entry.policy,
                                  limit=entry.limit, ids=tuple(entry.ids), verifier=str(verifier) if verifier else None,
                                  batch_size=entry.batch_size, progress=self.progress, label=generator.label,
@@ -572,22 +605,22 @@ class Pipeline:
 
     def _pin_config(self) -> None:
         """Write ``pipeline.json`` on the first run; later runs must have the same config."""
-        from mucode.finetune import changed_fields
-
         wanted = self.config.model_dump(mode="json")
         path = self.out / RUN_FILE
         if path.is_file():
-            pinned = json.loads(path.read_text(encoding="utf-8")).get("config", {})
-            if changed := changed_fields(pinned, wanted):
-                raise ConfigError(f"{self.out} was started with another config ({', '.join(changed[:5])} changed); "
-                                  "use another --out")
+            run = json.loads(path.read_text(encoding="utf-8"))
+            if run.get("format") != PIPELINE_FORMAT:
+                raise ConfigError(f"{self.out} was started by another mucode version (run format "
+                                  f"{run.get('format')!r}, this one writes {PIPELINE_FORMAT!r}: the stages' meaning "
+                                  "changed); use another --out")
+            check_identity(self.out, run.get("config", {}), wanted, remedy="use another --out")
             return
         self.out.mkdir(parents=True, exist_ok=True)
         if self.config_file:  # the file as written, comments included, for people reading the run
             write_atomic(self.out / CONFIG_COPY, self.config_file.read_bytes())
         write_json(path, {"format": PIPELINE_FORMAT, "name": self.config.name, "method": self.config.method,
                           "label": METHOD_LABELS[self.config.method], "config": wanted,
-                          "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "versions": stage_versions()})
+                          "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "versions": versions(*STAGE_PACKAGES)})
 
     def _check_datasets(self) -> None:
         """Every dataset, split and policy the run will read loads now, not an hour in."""
@@ -596,7 +629,8 @@ class Pipeline:
         config = self.config
         reads = [("data", config.data.dataset, config.data.split, config.data.policy),
                  *((f"evals.{e.name}", e.dataset, e.split, e.policy) for e in config.evals)]
-        if config.sft.select == "validation" and config.training_iterations:
+        if config.training_iterations and (config.sft.select == "validation" or (
+                config.select == "validation" and config.training_iterations > 1)):
             validation = config.sft.validation
             reads.append(("sft.validation", validation.dataset, validation.split, validation.policy))
         for where, dataset, split, policy in reads:
@@ -626,9 +660,9 @@ def _iteration_seed(k: int) -> int:
     return k - 1
 
 
-def _trajectories(run: Path) -> list[dict[str, Any]]:
-    with (run / TRAJECTORIES_FILE).open(encoding="utf-8") as lines:
-        return [json.loads(line) for line in lines if line.strip()]
+def _trajectories(run: Path) -> list[Trajectory]:
+    """The run's trajectories, parsed (and checked) as `mucode.records.Trajectory`."""
+    return read_trajectories(run / TRAJECTORIES_FILE)
 
 
 def _verifier_scores(verifier: Path | None, runs: Sequence[Path]) -> dict[tuple[str, str], float]:

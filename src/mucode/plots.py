@@ -10,14 +10,14 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from mucode.samples import write_atomic
+from mucode.runs import write_atomic
 
 #: (metrics key, legend label) of the curves on the success-vs-turn plot.
 CURVES = (("success_within_turns", "success (public ∧ private)"), ("public_within_turns", "public tests pass"))
 
 
 def plot_success_vs_turn(metrics: Mapping[str, Any], path: str | os.PathLike[str], title: str) -> str | None:
-    """Success within k turns against k (METHOD.md §8), with the 95% Wilson intervals as error bars.
+    """Success within k turns against k (docs/method.md §8), with the 95% Wilson intervals as error bars.
 
     ``metrics`` is `mucode.search.search_metrics`' output. Writes a PNG atomically; returns None, or the
     reason it could not (matplotlib missing).

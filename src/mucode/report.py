@@ -27,14 +27,16 @@ from typing import Any
 from urllib.parse import quote
 
 from mucode.errors import ConfigError
-from mucode.evaluate import package_versions
+from mucode.evaluate import RESULT_PACKAGES
 from mucode.problems.mbpp import HUB_PREFIX
-from mucode.samples import write_atomic
+from mucode.runs import versions, write_atomic, write_json, write_text
 from mucode.search import EVAL_FORMAT, RESULTS_FILE
 
 REPORT_FORMAT = "mucode.report/1"
 #: Files that describe a training pipeline, looked for from a run's folder up to its RUN_DIR.
 PIPELINE_CONFIGS = ("config.toml", "pipeline.json")
+#: A pipeline run's choice of the generator it presents (written by `mucode.pipeline`, which sits above the report).
+SELECTION_FILE = "selection.json"
 #: Plot names (keys of report.json's ``plots``) and the suffix of their PNG after the report's stem.
 PLOTS = {"success_vs_turn": "_success_vs_turn.png", "bon_vs_n": "_bon_vs_n.png"}
 METRIC = ("success within T turns (the search's committed code passes the public and the private tests), % of "
@@ -166,7 +168,8 @@ def load_run(results: Path, root: Path) -> EvalRun | None:
         field(f"metrics.{name}", float)
     label = data["config"].get("label")
     model = field("config.model", str)
-    return EvalRun(results=results, root=root, method=label if isinstance(label, str) and label.strip() else model,
+    method = label if isinstance(label, str) and label.strip() else model
+    return EvalRun(results=results, root=root, method=method + selection_mark(results.parent, root),
                    model=model, dataset=dataset_name(field("config.source.dataset", str), data["config"]["source"]),
                    setting=setting_name(greedy, n, selector), selector=selector, n=n, greedy=greedy, turns=turns,
                    metrics=data["metrics"], created=str(data.get("created") or ""),
@@ -200,6 +203,28 @@ def dataset_name(dataset: str, source: Mapping[str, Any]) -> str:
 def setting_name(greedy: bool, n: int, selector: str) -> str:
     """``greedy``, or ``BoN@5 (pt)``: how a column of the main table is named."""
     return "greedy" if greedy else f"BoN@{n} ({selector})"
+
+
+def selection_mark(folder: Path, root: Path) -> str:
+    """`` · selected on validation`` / `` · not selected`` for a trained generator's search in a pipeline run
+    that chose among several (its ``selection.json``); empty for anything else."""
+    for candidate in (folder, *folder.parents):
+        file = candidate / SELECTION_FILE
+        if file.is_file():
+            try:
+                selection = json.loads(file.read_text(encoding="utf-8"))
+                parts = folder.relative_to(candidate).parts
+            except (OSError, ValueError):
+                return ""
+            if not isinstance(selection, dict) or len(selection.get("candidates") or ()) < 2:
+                return ""
+            key = parts[1] if len(parts) > 1 and parts[0] == "evals" else None
+            if key not in selection["candidates"]:
+                return ""
+            return f" · selected on {selection.get('by')}" if key == selection.get("selected") else " · not selected"
+        if candidate == root:
+            break
+    return ""
 
 
 def find_pipeline_config(folder: Path, root: Path) -> Path | None:
@@ -260,7 +285,7 @@ def report_data(runs: Sequence[EvalRun], out_dir: Path, inputs: Sequence[str]) -
     return {
         "format": REPORT_FORMAT,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "versions": package_versions(),
+        "versions": versions(*RESULT_PACKAGES),
         "inputs": list(inputs),
         "metric": METRIC,
         "methods": methods,
@@ -567,11 +592,11 @@ def write_report(config: ReportConfig) -> dict[str, Any]:
             write_atomic(paths[key], images[key])
         else:
             paths[key].unlink(missing_ok=True)
-    write_atomic(paths["json"], (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
-    write_atomic(paths["markdown"], render_markdown(data).encode("utf-8"))
+    write_json(paths["json"], data)
+    write_text(paths["markdown"], render_markdown(data))
     written = ["markdown", "json", *(key for key in PLOTS if key in images)]
     if config.html:
-        write_atomic(paths["html"], render_html(data, images).encode("utf-8"))
+        write_text(paths["html"], render_html(data, images))
         written.insert(1, "html")
     return {**data, "files": {key: str(paths[key]) for key in written}}
 

@@ -1,4 +1,4 @@
-"""Rollouts: N multi-turn episodes per problem → one trajectory record per line, resumable (METHOD.md §3).
+"""Rollouts: N multi-turn episodes per problem → one trajectory record per line, resumable (docs/method.md §3).
 
 `run_rollouts` drives episodes in batches: at each step the next-turn conversations of all active episodes go
 to one `Backend.generate` call (n = 1 each) and their replies to one `step_episodes` call. Finished
@@ -7,44 +7,42 @@ from (base seed, task id, rollout index, turn) — never from its position in a 
 ``kill -9`` regenerates exactly what an uninterrupted run would, and the records it skips are exactly the ones
 already on disk.
 
-The run-directory machinery here (`RecordLog`, `prepare_run_dir`, `generate_seeded`,
-`select_problems`, `open_sandbox`, `progress_bar`) is shared with multi-turn Best-of-N (`mucode.search`).
+The run-folder machinery (the record file, pinning the folder to its config, progress) is `mucode.runs`;
+the record is `mucode.records.Trajectory`. `generate_seeded`, `select_problems` and `open_sandbox` are shared
+with multi-turn Best-of-N (`mucode.search`).
 """
 
 from __future__ import annotations
 
 import inspect
-import json
 import os
-import sys
-import time
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from mucode import defaults
 from mucode.backends import DEFAULT_BACKEND, Backend, Completion, Conversation, SamplingParams, load_backend
 from mucode.backends.base import derive_seed
 from mucode.env import DEFAULT_TEMPLATE, Episode, EpisodeConfig, SandboxLike, step_episodes
-from mucode.errors import BackendError, ConfigError, DataError
+from mucode.errors import BackendError, ConfigError, check_positive
 from mucode.metrics import DEFAULT_KS, mean_rate, pass_at_k_estimates, rate_within_turns
 from mucode.problems import dataset_fingerprint, load_problems, normalize_task_id
 from mucode.problems.evalplus import TEST_TIMEOUT as EVALPLUS_TEST_TIMEOUT
 from mucode.problems.registry import EVALPLUS_DATASETS
-from mucode.samples import write_atomic
+from mucode.records import ROLLOUT_FORMAT, TRAJECTORIES_FILE, Generation, SearchRecord, Trajectory
+from mucode.runs import RecordLog, pin_run_dir, progress_bar, write_json
 from mucode.sandbox import Limits, Sandbox
 from mucode.types import Problem
 
-ROLLOUT_FORMAT = "mucode.rollout/1"
-CONFIG_FILE = "config.json"
-TRAJECTORIES_FILE = "trajectories.jsonl"
 SUMMARY_FILE = "summary.json"
 #: Episodes in flight at once. A finished episode's slot is refilled at the next step, so the batch stays
 #: full; at most this many trajectories are lost (and regenerated) when a run is killed.
 DEFAULT_BATCH_SIZE = 64
+
+R = TypeVar("R", Trajectory, SearchRecord)
 
 
 # ------------------------------------------------------------------------------------- config and entry
@@ -52,7 +50,7 @@ DEFAULT_BATCH_SIZE = 64
 
 @dataclass(frozen=True)
 class RolloutConfig:
-    """One ``mucode rollout`` run. Defaults are the reference's data collection (METHOD.md §3).
+    """One ``mucode rollout`` run. Defaults are the reference's data collection (docs/method.md §3).
 
     ``stop_on`` defaults to "oracle", the training env's rule (stop on public ∧ private success).
     """
@@ -64,10 +62,10 @@ class RolloutConfig:
     split: str | None = None
     policy: str | None = None
     rollouts: int = 15
-    turns: int = 3
-    temperature: float = 0.7
-    top_p: float = 1.0
-    max_tokens: int = 1000
+    turns: int = defaults.TURNS
+    temperature: float = defaults.TEMPERATURE
+    top_p: float = defaults.TOP_P
+    max_tokens: int = defaults.MAX_TOKENS
     seed: int = 0
     template: str = DEFAULT_TEMPLATE
     stop_on: str = "oracle"
@@ -81,8 +79,8 @@ class RolloutConfig:
     backend_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        check_positive("rollouts", self.rollouts)
-        check_positive("batch_size", self.batch_size)
+        for name in ("rollouts", "turns", "max_tokens", "batch_size"):
+            check_positive(name, getattr(self, name))
         check_selection(self.limit, self.workers)
         self.episode()  # EpisodeConfig and SamplingParams validate their own fields
         self.sampling()
@@ -130,20 +128,19 @@ def run_rollouts(problems: Sequence[Problem], backend: Backend, sandbox: Sandbox
     # can be extended to more rollouts (or fewer summarised) without changing any record.
     identity = {"format": ROLLOUT_FORMAT, **backend_identity(backend), "sampling": params.to_dict(),
                 "episode": episode_config.to_dict(), "source": dict(source or {})}
-    run_dir = prepare_run_dir(out_dir, identity, force, [TRAJECTORIES_FILE, SUMMARY_FILE])
+    run_dir = pin_run_dir(out_dir, identity, force, [TRAJECTORIES_FILE, SUMMARY_FILE])
     log = RecordLog(run_dir / TRAJECTORIES_FILE)
-    done = {(record["task_id"], record["rollout"]) for record in log.load()}
+    done = {(record.task_id, record.rollout) for record in log.load(Trajectory.from_dict)}
     todo = [(problem, index) for problem in problems for index in range(rollouts)
             if (problem.task_id, index) not in done]
     throughput = Throughput()
-    context = {**backend_identity(backend), "sampling": params.to_dict(), "seed": params.seed}
     with progress_bar(len(todo), progress, "rollouts") as advance:
         for finished in _rollout_steps(todo, backend, sandbox, params, episode_config, batch_size, throughput):
-            log.append([_trajectory_record(item, context) for item in finished])
+            log.append([_trajectory(item, backend, params).to_dict() for item in finished])
             advance(len(finished))
     selected = {problem.task_id for problem in problems}
-    records = [record for record in log.load()
-               if record["task_id"] in selected and record["rollout"] < rollouts]
+    records = [record for record in log.load(Trajectory.from_dict)
+               if record.task_id in selected and record.rollout < rollouts]
     warning = unbatched_warning(backend, params)
     summary = {**summarize_trajectories(records, turns), "throughput": throughput.to_dict(),
                "run": {"out_dir": str(run_dir), "problems": len(problems), "generated": len(todo),
@@ -160,7 +157,7 @@ def run_rollouts(problems: Sequence[Problem], backend: Backend, sandbox: Sandbox
 class _Rollout:
     episode: Episode
     index: int
-    generation: list[dict[str, Any]] = field(default_factory=list)
+    generation: list[Generation] = field(default_factory=list)
 
 
 def _rollout_steps(todo: Sequence[tuple[Problem, int]], backend: Backend, sandbox: SandboxLike,
@@ -179,29 +176,25 @@ def _rollout_steps(todo: Sequence[tuple[Problem, int]], backend: Backend, sandbo
                                       throughput)
         step_episodes([item.episode for item in active], [choices[0].text for choices in completions], sandbox)
         for item, choices, seed in zip(active, completions, seeds, strict=True):
-            item.generation.append(generation_info(choices[0], seed))
+            item.generation.append(Generation.of(choices[0], seed))
         yield [item for item in active if item.episode.done]
         active = [item for item in active if not item.episode.done]
 
 
-def _trajectory_record(item: _Rollout, context: Mapping[str, Any]) -> dict[str, Any]:
-    """One JSONL line: the episode record (readable by `Episode.from_dict`) plus how it was generated."""
-    episode = item.episode.to_dict()
-    return {"task_id": episode.pop("task_id"), "rollout": item.index, **episode, **context,
-            "generation": item.generation}
-
-
-def generation_info(completion: Completion, seed: int) -> dict[str, Any]:
-    """Per-turn generation facts kept next to the turn: its seed, token counts, finish reason, wall time."""
-    return {"seed": seed, "prompt_tokens": completion.prompt_tokens,
-            "completion_tokens": completion.completion_tokens, "finish_reason": completion.finish_reason,
-            "seconds": round(completion.seconds, 4)}
+def _trajectory(item: _Rollout, backend: Backend, params: SamplingParams) -> Trajectory:
+    """The finished episode as a record: the episode (readable by `Episode.from_dict`) plus how it was generated."""
+    episode, identity = item.episode, backend_identity(backend)
+    return Trajectory(task_id=episode.problem.task_id, rollout=item.index, config=episode.config,
+                      messages=tuple(dict(message) for message in episode.messages), turns=tuple(episode.turns),
+                      done=episode.done, success=episode.success, backend=identity["backend"],
+                      model_id=identity["model_id"], sampling=params, seed=params.seed,  # type: ignore[arg-type]
+                      generation=tuple(item.generation))
 
 
 # --------------------------------------------------------------------------------------------- summary
 
 
-def summarize_trajectories(records: Sequence[Mapping[str, Any]], max_turns: int) -> dict[str, Any]:
+def summarize_trajectories(records: Sequence[Trajectory], max_turns: int) -> dict[str, Any]:
     """Success by turn, pass@k over rollouts (k in DEFAULT_KS where every task has n >= k), mean turns.
 
     A trajectory "succeeded within k turns" when it ended in success after at most k turns; both stop rules
@@ -212,32 +205,31 @@ def summarize_trajectories(records: Sequence[Mapping[str, Any]], max_turns: int)
     by_task = group_by_task(records)
     within = rate_within_turns([[success_turn(record) for record in group] for group in by_task.values()],
                                max_turns)
-    counts = [(len(group), sum(bool(record["success"]) for record in group)) for group in by_task.values()]
+    counts = [(len(group), sum(record.success for record in group)) for group in by_task.values()]
     smallest = min(n for n, _ in counts)
     return {
         "trajectories": len(records),
         "tasks": len(by_task),
-        "success_rate": mean_rate([[bool(r["success"]) for r in group] for group in by_task.values()]).to_dict(),
+        "success_rate": mean_rate([[r.success for r in group] for group in by_task.values()]).to_dict(),
         "success_within_turns": {str(k): estimate.to_dict() for k, estimate in within.items()},
         "pass_at_k": {f"pass@{k}": estimate.to_dict()
                       for k, estimate in pass_at_k_estimates(counts, DEFAULT_KS).items()},
         "pass_at_k_skipped": [f"pass@{k}" for k in DEFAULT_KS if k > smallest],
-        "mean_turns": sum(len(record["turns"]) for record in records) / len(records),
-        "completion_tokens": sum(turn["completion_tokens"] for record in records
-                                 for turn in record.get("generation", [])),
+        "mean_turns": sum(len(record.turns) for record in records) / len(records),
+        "completion_tokens": sum(turn.completion_tokens for record in records for turn in record.generation),
     }
 
 
-def success_turn(record: Mapping[str, Any]) -> int | None:
-    """The turn at which a trajectory succeeded (its last), or None if it failed."""
-    return len(record["turns"]) if record["success"] else None
+def success_turn(record: Trajectory | SearchRecord) -> int | None:
+    """The turn at which a trajectory or search succeeded (its last), or None if it failed."""
+    return len(record.turns) if record.success else None
 
 
-def group_by_task(records: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
-    """Records grouped by task id, tasks in order of first appearance."""
-    groups: dict[str, list[Mapping[str, Any]]] = {}
+def group_by_task(records: Iterable[R]) -> dict[str, list[R]]:
+    """Records (trajectories or searches) grouped by task id, tasks in order of first appearance."""
+    groups: dict[str, list[R]] = {}
     for record in records:
-        groups.setdefault(record["task_id"], []).append(record)
+        groups.setdefault(record.task_id, []).append(record)
     return groups
 
 
@@ -303,101 +295,6 @@ def backend_identity(backend: Backend) -> dict[str, str]:
     return {"backend": backend.name or type(backend).__name__, "model_id": backend.model_id or backend.model}
 
 
-# ----------------------------------------------------------------------------------------- run folder
-
-
-class RecordLog:
-    """An append-only JSONL file that survives ``kill -9`` without losing or duplicating a record.
-
-    Each `append` writes whole lines with one ``os.write`` (looping only on a short write) and fsyncs, so a
-    crash can only leave a torn *last* line; `load` truncates that line away.
-    """
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-
-    def load(self) -> list[dict[str, Any]]:
-        """The records on disk, in order; a torn last line (no newline) is cut from the file first."""
-        if not self.path.exists():
-            return []
-        data = self.path.read_bytes()
-        end = data.rfind(b"\n") + 1
-        if end < len(data):
-            os.truncate(self.path, end)
-            data = data[:end]
-        records = []
-        for number, line in enumerate(data.splitlines(), start=1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as error:
-                    raise DataError(f"{self.path}:{number}: not a JSON record ({error.msg}); the file was "
-                                    "changed by something other than mucode") from None
-        return records
-
-    def append(self, records: Sequence[Mapping[str, Any]]) -> None:
-        if not records:
-            return
-        data = memoryview("".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
-                          .encode("utf-8"))
-        descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-        try:
-            while data:
-                data = data[os.write(descriptor, data):]
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-
-
-def prepare_run_dir(out_dir: str | os.PathLike[str], identity: Mapping[str, Any], force: bool,
-                    outputs: Sequence[str]) -> Path:
-    """Create or reopen a run folder whose ``config.json`` must equal ``identity`` (JSON-normalised).
-
-    A different identity raises ConfigError naming each differing field; ``force`` instead deletes the
-    earlier ``outputs`` and starts over. The config is written atomically before any record.
-    """
-    run_dir = Path(out_dir).expanduser()
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"--out {run_dir} is a file; give a run folder")
-    config_path = run_dir / CONFIG_FILE
-    wanted = json.loads(json.dumps(identity))
-    if config_path.exists() and not force:
-        _check_same_config(config_path, wanted)
-    if force:
-        for name in outputs:
-            (run_dir / name).unlink(missing_ok=True)
-    write_json(config_path, wanted)
-    return run_dir
-
-
-def _check_same_config(path: Path, wanted: Mapping[str, Any]) -> None:
-    try:
-        recorded = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise DataError(f"{path}: cannot read the run's config ({error})") from None
-    old, new = _flatten(recorded), _flatten(wanted)
-    differences = [f"{name} was {old.get(name)!r}, now {new.get(name)!r}"
-                   for name in sorted(old.keys() | new.keys()) if old.get(name) != new.get(name)]
-    if differences:
-        raise ConfigError(f"{path.parent} was started with another config: {'; '.join(differences)} "
-                          "(use --force to start over, or another --out)")
-
-
-def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def write_json(path: str | os.PathLike[str], data: Any) -> None:
-    """Indented JSON, written atomically."""
-    write_atomic(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
-
-
 # ------------------------------------------------------------------------------- problems and sandbox
 
 
@@ -448,46 +345,9 @@ def _isolation(sandbox: SandboxLike) -> str:
     return getattr(sandbox, "isolation", "unknown")
 
 
-def check_positive(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
-
-
 def check_selection(limit: int | None, workers: int | None) -> None:
     for name, value in (("limit", limit), ("workers", workers)):
         if value is not None:
             check_positive(name, value)
 
-
-# ------------------------------------------------------------------------------------------- progress
-
-
-@contextmanager
-def progress_bar(total: int, enabled: bool | None, label: str) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr with rate and ETA; yields the function that advances it by n."""
-    if not (sys.stderr.isatty() if enabled is None else enabled) or total == 0:
-        yield lambda _: None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
-    started = time.monotonic()
-    with Progress(*columns, console=Console(stderr=True)) as bar:
-        task = bar.add_task(label, total=total, rate="")
-
-        def advance(count: int) -> None:
-            bar.advance(task, count)
-            done = bar.tasks[0].completed
-            bar.update(task, rate=f"{done / max(time.monotonic() - started, 1e-9):.2f}/s")
-
-        yield advance
 

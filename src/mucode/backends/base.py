@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
+from mucode import defaults
 from mucode.errors import ConfigError
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": str}
@@ -29,9 +30,9 @@ class SamplingParams:
     """
 
     n: int = 1
-    temperature: float = 0.7
-    top_p: float = 1.0
-    max_tokens: int = 1000
+    temperature: float = defaults.TEMPERATURE
+    top_p: float = defaults.TOP_P
+    max_tokens: int = defaults.MAX_TOKENS
     seed: int | None = 0
     stop: tuple[str, ...] = ()
 

@@ -14,7 +14,6 @@ floating-point differences between batched and unbatched kernels, which can move
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import os
 import shutil
@@ -38,12 +37,17 @@ from transformers import (
     TemperatureLogitsWarper,
     TopPLogitsWarper,
 )
+from transformers import logging as transformers_logging
 from transformers.models.llama.modeling_llama import LlamaModel
 
 from mucode.backends.base import Backend, Completion, Conversation, GenerationStats, SamplingParams, sample_seed
 from mucode.errors import BackendError, ConfigError
 from mucode.models import ModelRef, model_home, resolve_model
+from mucode.runs import file_sha256
 
+#: Packages whose versions a run of this stack records (`mucode.runs.versions`): they determine what a model
+#: trained or scored here computes.
+HF_PACKAGES = ("torch", "transformers", "peft", "accelerate")
 DTYPES = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16",
           "fp16": "float16", "float16": "float16"}
 #: The keyword a KV cache goes by in model calls and ``generate``: transformers 5.25 renamed ``past_key_values``
@@ -191,14 +195,6 @@ def locate_model(spec: str) -> ModelRef:
     return ref
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while block := file.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def default_cache_root() -> Path:
     """``<MUCODE_HOME or ~/.cache/mucode>/hf-cache``, next to the registry's model files."""
     return model_home() / "hf-cache"
@@ -273,6 +269,30 @@ def quiet_peft() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         yield
+
+
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """transformers' warnings and its loading/saving progress bars off (our commands print their own output)."""
+    verbosity, bars = transformers_logging.get_verbosity(), transformers_logging.is_progress_bar_enabled()
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+        if bars:
+            transformers_logging.enable_progress_bar()
+
+
+def disable_dropout(model: torch.nn.Module) -> None:
+    """Dropout off everywhere: config fields (read by attention at run time) and Dropout modules."""
+    for name in list(vars(model.config)):
+        if "dropout" in name and isinstance(getattr(model.config, name), float):
+            setattr(model.config, name, 0.0)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
 
 
 def _adapter_id(adapter: Path) -> str:

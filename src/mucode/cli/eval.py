@@ -9,79 +9,35 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from mucode.backends import DEFAULT_BACKEND
 from mucode.cli.console import console, print_warning
-from mucode.cli.rollout import (
-    BackendKind,
-    Dataset,
-    Force,
-    Ids,
-    Limit,
-    Model,
-    Policy,
-    Split,
-    Template,
-    Workers,
-    rate,
-    split_ids,
-)
-from mucode.search import DEFAULT_BATCH_SIZE, SELECTORS, EvalConfig, SearchConfig, run_eval
+from mucode.cli.options import Ids, derived, split_ids
+from mucode.cli.rollout import rate
+from mucode.search import EvalConfig, SearchConfig, run_eval
 
-# Search options shared with ``mucode solve``.
-N = Annotated[int | None, typer.Option("--n", help="Candidates per turn (N).", show_default="5; 1 with --greedy")]
-Turns = Annotated[int, typer.Option(help="Turns per search (T); a search stops at its first public pass.")]
-Selector = Annotated[str, typer.Option(help=f"How a candidate is chosen: {', '.join(SELECTORS)} (lv and pt+lv "
-                                            "need --verifier).")]
-Temperature = Annotated[float | None, typer.Option(help="Sampling temperature.", show_default="0.7; 0 with --greedy")]
-TopP = Annotated[float, typer.Option(help="Nucleus sampling mass.")]
-MaxTokens = Annotated[int, typer.Option(help="Tokens per reply.")]
-Seed = Annotated[int, typer.Option(help="Base seed of sampling and of tie-breaking.")]
-Greedy = Annotated[bool, typer.Option("--greedy", help="BoN@1: one candidate per turn at temperature 0.")]
-Verifier = Annotated[str | None, typer.Option(help="Learned verifier folder, for --selector lv or pt+lv.")]
-VerifierDtype = Annotated[str, typer.Option(help="The verifier's precision: auto (bf16 where faster), bf16, fp32, "
-                                                 "or int8 (CPU; faster, see docs/verifier.md).")]
+#: The search options `mucode eval` and `mucode solve` share.
+SEARCH_OPTIONS = ["n", "turns", "selector", "temperature", "top_p", "max_tokens", "seed", "greedy", "template"]
 
 
+@derived((EvalConfig, ["model", "dataset", "backend", "split", "policy"]),
+         (SearchConfig, ["searches", *SEARCH_OPTIONS]),
+         (EvalConfig, ["limit", "verifier", "verifier_dtype", "workers", "batch_size", "force", "label"]))
 def eval_command(
-    model: Model,
-    dataset: Dataset,
     out: Annotated[Path, typer.Option(help="Run folder (results.json, samples.jsonl, success_vs_turn.png, "
                                            "searches.jsonl); an existing one with the same config is resumed.")],
-    backend: BackendKind = DEFAULT_BACKEND,
-    split: Split = None,
-    policy: Policy = None,
-    n: N = None,
-    turns: Turns = 3,
-    selector: Selector = "pt",
-    searches: Annotated[int, typer.Option(help="Independent searches per problem (S).")] = 1,
-    temperature: Temperature = None,
-    top_p: TopP = 1.0,
-    max_tokens: MaxTokens = 1000,
-    seed: Seed = 0,
-    greedy: Greedy = False,
-    template: Template = "paper",
-    limit: Limit = None,
     ids: Ids = None,
-    verifier: Verifier = None,
-    verifier_dtype: VerifierDtype = "auto",
-    workers: Workers = None,
-    batch_size: Annotated[int, typer.Option(help="Searches in flight; a killed run redoes at most these.")]
-    = DEFAULT_BATCH_SIZE,
-    force: Force = False,
-    label: Annotated[str | None, typer.Option(help="How `mucode report` names this model (default: --model).")]
-    = None,
+    **options: Any,
 ) -> None:
     """Evaluate a model by multi-turn Best-of-N: success within k turns, pass@k over searches, with 95% CIs."""
-    search = SearchConfig(n=n, turns=turns, selector=selector, searches=searches, temperature=temperature,
-                          top_p=top_p, max_tokens=max_tokens, seed=seed, template=template, greedy=greedy)
-    config = EvalConfig(model=model, dataset=dataset, out=str(out), search=search, backend=backend, split=split,
-                        policy=policy, limit=limit, ids=split_ids(ids), verifier=verifier,
-                        verifier_dtype=verifier_dtype, workers=workers,
-                        batch_size=batch_size, force=force, label=label)
-    results = run_eval(config)
+    search = SearchConfig(**pop(options, ["searches", *SEARCH_OPTIONS]))
+    results = run_eval(EvalConfig(out=str(out), search=search, ids=split_ids(ids), **options))
     for warning in results["warnings"]:
         print_warning(warning)
     console.print(results_table(results, out))
+
+
+def pop(options: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """The named options, taken out of ``options`` (the rest go to another config)."""
+    return {name: options.pop(name) for name in names}
 
 
 def results_table(results: Mapping[str, Any], out: Path) -> Table:

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated, cast
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from mucode.cli.console import console, err_console
 from mucode.models import SOURCES, Source, list_models, model_home, pull
-from mucode.models import Progress as ProgressCallback
+from mucode.models.progress import progress_bar
 
 app = typer.Typer(name="models", help="List, download and verify the named models.", no_args_is_help=True)
 
@@ -42,32 +39,6 @@ def pull_command(
 
     Progress goes to stderr and only the path to stdout, so `$(mucode models pull NAME)` is the path.
     """
-    with _progress_bar() as report:
+    with progress_bar(err_console) as report:
         path = pull(name, source=cast(Source, source), progress=report)
     typer.echo(str(path))
-
-
-@contextmanager
-def _progress_bar() -> Iterator[ProgressCallback]:
-    """A rich progress bar on stderr, one line per step, fed by `pull`'s progress callback.
-
-    The bar starts with the first sized step, so a pull that returns at once or fails early prints nothing.
-    """
-    tasks: dict[str, TaskID] = {}
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
-                   console=err_console)
-
-    def report(description: str, done: int, total: int) -> None:
-        if total == 0:  # a step of unknown size (pip's download): a line, not a bar
-            err_console.print(f"{description}…", highlight=False)
-        elif description not in tasks:
-            bar.start()
-            tasks[description] = bar.add_task(description, total=total, completed=done)
-        else:
-            bar.update(tasks[description], completed=done)
-
-    try:
-        yield report
-    finally:
-        if bar.live.is_started:  # stopping a bar that never started prints a blank line
-            bar.stop()

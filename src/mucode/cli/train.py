@@ -32,7 +32,8 @@ def _log(line: str) -> None:
 
 
 def summary_table(summary: Mapping[str, Any]) -> Table:
-    """Generators as rows, evaluations as columns: success at the last turn and its 95% interval."""
+    """Generators as rows, evaluations as columns: success at the last turn and its 95% interval. When the run
+    chose among several trained generators (on validation), the choice is marked."""
     generators = summary["generators"].values()
     names = list(dict.fromkeys(name for generator in generators for name in generator["evals"]))
     table = Table(title=f"mucode train: {summary['name']} ({summary['method']})", title_justify="left")
@@ -45,5 +46,6 @@ def summary_table(summary: Mapping[str, Any]) -> Table:
             result = generator["evals"].get(name)
             cells.append(f"{result['success']:.1%} [{result['ci95'][0]:.1%}, {result['ci95'][1]:.1%}]"
                          if result else "")
-        table.add_row(generator["label"], *cells)
+        mark = {True: " (selected)", False: " (not selected)"}.get(generator.get("selected"), "")
+        table.add_row(generator["label"] + mark, *cells)
     return table

@@ -10,9 +10,9 @@ import typer
 from rich.table import Table
 
 from mucode.cli.console import console
-from mucode.cli.rollout import split_ids
+from mucode.cli.options import derived, split_ids
 from mucode.errors import ConfigError
-from mucode.models import DEFAULT_MODEL
+from mucode.jobs import TrainConfig
 
 app = typer.Typer(name="verifier", help="Train, apply and evaluate a learned verifier (reward model).",
                   no_args_is_help=True)
@@ -25,60 +25,20 @@ Dtype = Annotated[str, typer.Option(help="auto (bf16 where faster), bf16, fp32 (
 
 
 @app.command("train")
+@derived((TrainConfig, ["loss", "backbone", "lora", "lora_rank", "lora_alpha", "lora_dropout", "head_only",
+                        "learning_rate", "epochs", "batch_size", "micro_batch_size", "pairs_per_problem", "max_length",
+                        "l2_coeff", "weight_decay", "adam_epsilon", "max_grad_norm", "seed", "precision",
+                        "gradient_checkpointing", "save_steps", "keep_checkpoints", "force"]))
 def train_command(
     rollouts: Rollouts,
     out: Annotated[Path, typer.Option(help="Verifier folder (weights, tokenizer, verifier.json); checkpoints go "
                                            "to OUT/checkpoints and the same command resumes from them.")],
-    loss: Annotated[str, typer.Option(help="bt: Bradley-Terry on (correct, incorrect) pairs; bce: pointwise "
-                                           "binary cross-entropy.")] = "bt",
-    backbone: Annotated[str, typer.Option(help="Base model: a registry name, a .gguf file or a Hugging Face "
-                                               "model folder.")] = DEFAULT_MODEL,
-    lora: Annotated[bool, typer.Option("--lora", help="Train LoRA adapters (merged at the end) instead of every "
-                                                      "weight.")] = False,
-    lora_rank: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
-    lora_alpha: Annotated[int, typer.Option(help="LoRA alpha.")] = 32,
-    lora_dropout: Annotated[float, typer.Option(help="LoRA dropout.")] = 0.0,
-    head_only: Annotated[bool, typer.Option("--head-only", help="Train only the scalar head on the frozen "
-                                                                "backbone's features (a linear probe): minutes "
-                                                                "on a CPU, not hours; weaker than fine-tuning.")]
-    = False,
-    learning_rate: Annotated[float | None, typer.Option(help="Peak learning rate (linear decay to 0, no warmup).",
-                                                        show_default="1e-5; 1e-4 with --lora; 1e-3 with "
-                                                                     "--head-only")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Passes over the training data.",
-                                               show_default="2; 30 with --head-only")] = None,
-    batch_size: Annotated[int, typer.Option(help="Pairs (bt) or examples (bce) per optimiser step.")] = 64,
-    micro_batch_size: Annotated[int, typer.Option(help="Pairs or examples per forward pass (gradients are "
-                                                       "accumulated up to --batch-size).")] = 2,
-    pairs_per_problem: Annotated[int, typer.Option(help="bt: (correct, incorrect) pairs drawn per problem.")] = 32,
-    max_length: Annotated[int, typer.Option(help="Longer inputs (tokens) are left out of training.")] = 2048,
-    l2_coeff: Annotated[float, typer.Option(help="bt: λ of the λ·mean(R²) term.")] = 1e-3,
-    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.01,
-    adam_epsilon: Annotated[float, typer.Option(help="AdamW epsilon.")] = 1e-5,
-    max_grad_norm: Annotated[float, typer.Option(help="Gradient clipping norm (0: none).")] = 1.0,
-    seed: Annotated[int, typer.Option(help="Seed of the head, the pairs and the data order.")] = 1,
-    precision: Annotated[str, typer.Option(help="auto (bf16 autocast where faster), bf16 or fp32.")] = "auto",
-    gradient_checkpointing: Annotated[bool, typer.Option(
-        "--gradient-checkpointing", help="Recompute activations in the backward pass: less memory, more time.")]
-    = False,
-    save_steps: Annotated[int, typer.Option(help="Checkpoint every N optimiser steps.")] = 20,
-    keep_checkpoints: Annotated[bool, typer.Option("--keep-checkpoints",
-                                                   help="Keep OUT/checkpoints after training.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Start over, deleting an earlier verifier or checkpoints "
-                                                        "in OUT.")] = False,
+    **options: Any,
 ) -> None:
     """Train a verifier on the codes of rollout runs (every code labelled by the oracle)."""
-    from mucode.verifier.train import TrainConfig, train_verifier
+    from mucode.verifier.train import train_verifier
 
-    config = TrainConfig(rollouts=split_ids(rollouts), out=str(out), loss=loss, backbone=backbone, lora=lora,
-                         lora_rank=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
-                         head_only=head_only, learning_rate=learning_rate, epochs=epochs, batch_size=batch_size,
-                         micro_batch_size=micro_batch_size, pairs_per_problem=pairs_per_problem,
-                         max_length=max_length, l2_coeff=l2_coeff, weight_decay=weight_decay,
-                         adam_epsilon=adam_epsilon, max_grad_norm=max_grad_norm, seed=seed, precision=precision,
-                         gradient_checkpointing=gradient_checkpointing, save_steps=save_steps,
-                         keep_checkpoints=keep_checkpoints, force=force)
-    result = train_verifier(config)
+    result = train_verifier(TrainConfig(rollouts=split_ids(rollouts), out=str(out), **options))
     console.print(train_table(result.info, out, result.trained))
 
 

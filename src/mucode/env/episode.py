@@ -1,4 +1,4 @@
-"""Multi-turn episodes driven in batches: evaluate replies, commit one per turn (METHOD.md §1, §2.6).
+"""Multi-turn episodes driven in batches: evaluate replies, commit one per turn (docs/method.md §1, §2.6).
 
 Two levels, so that rollouts and multi-turn Best-of-N share one execution path:
 
@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Protocol, Self
 
+from mucode import defaults
 from mucode.env.extract import NO_CODE_FEEDBACK, Extraction, extract_code
 from mucode.env.feedback import DEFAULT_FEEDBACK_MAX_CHARS, MIN_FEEDBACK_MAX_CHARS, feedback_message
 from mucode.env.prompts import DEFAULT_TEMPLATE, build_prompt, check_template
@@ -60,6 +61,11 @@ class CandidateResult:
         """The oracle label C(x, y): public and private tests both pass."""
         return self.public_passed and self.private_passed
 
+    def values(self) -> dict[str, Any]:
+        """The candidate's own fields, shallow: what a record that extends it (`Turn`, a search's candidate)
+        is built from."""
+        return {item.name: getattr(self, item.name) for item in fields(CandidateResult)}
+
     def to_dict(self) -> dict[str, Any]:
         data = {item.name: getattr(self, item.name) for item in fields(self)}
         data["public"] = [_verdict_to_dict(verdict) for verdict in self.public]
@@ -82,8 +88,7 @@ class Turn(CandidateResult):
 
     @classmethod
     def from_candidate(cls, candidate: CandidateResult, number: int) -> Turn:
-        values = {item.name: getattr(candidate, item.name) for item in fields(CandidateResult)}
-        return cls(**values, number=number)
+        return cls(**candidate.values(), number=number)
 
 
 def passed_public(turn: CandidateResult) -> bool:
@@ -103,7 +108,7 @@ STOP_RULES: dict[str, Callable[[CandidateResult], bool]] = {"public": passed_pub
 class EpisodeConfig:
     """How an episode runs. Defaults are the paper's: 3 turns, its prompt, stop at the first public pass."""
 
-    max_turns: int = 3
+    max_turns: int = defaults.TURNS
     template: str = DEFAULT_TEMPLATE
     stop_on: str = "public"
     feedback_max_chars: int = DEFAULT_FEEDBACK_MAX_CHARS

@@ -1,4 +1,4 @@
-"""Find the program in a model's reply, fixing the reference's extraction bugs (METHOD.md §2.4).
+"""Find the program in a model's reply, fixing the reference's extraction bugs (docs/method.md §2.4).
 
 The reference only recognises ```` ```python ```` fences, turns a truncated (unterminated) fence into an empty
 program and otherwise executes the raw reply, prose included. Here:

@@ -1,4 +1,4 @@
-"""The user message that returns execution feedback to the model (METHOD.md §2.5).
+"""The user message that returns execution feedback to the model (docs/method.md §2.5).
 
 The paper's template puts a newline after ``Feedback:`` (the reference code uses a space). Only the public
 tests' feedback is ever shown. Long tracebacks are cut in the middle: the head names the first failure and the

@@ -1,7 +1,7 @@
 """The first user message of an episode: one of three named templates filled from a `Problem`.
 
 There is no system prompt; the backend applies the model's own chat template later. The texts are
-constants so that docs/episode.md can quote them and tests can pin them (see METHOD.md §2.2).
+constants so that docs/episode.md can quote them and tests can pin them (see docs/method.md §2.2).
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def shown_tests(problem: Problem) -> str:
     """The test block a prompt shows: setup code (if any), then the public tests, one per line.
 
     Unlike the reference, an empty setup does not leave a leading blank line, and only the public tests are
-    shown (the reference shows HumanEval's whole `example_test`, private asserts included; METHOD.md §2.2).
+    shown (the reference shows HumanEval's whole `example_test`, private asserts included; docs/method.md §2.2).
     """
     if not problem.public_tests:
         raise ConfigError(f"problem {problem.task_id!r} has no public tests to show in the prompt; "

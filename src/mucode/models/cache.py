@@ -90,13 +90,28 @@ def install(spec: ModelSpec, chunks: Iterable[bytes], source: str, home: Home = 
     the error (a DataError for a mismatch) says what was expected and what came.
     """
     final = model_file(spec, home)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    with _partial_file(final) as (partial, stream):
-        digest = _write_hashed(spec, chunks, stream, progress)
-        partial.chmod(FILE_MODE)
-        os.replace(partial, final)
+    digest = write_verified(final, chunks, label=f"model {spec.name}", size=spec.size,
+                            digest_matches=spec.digest_matches, expected_digest=spec.expected_digest,
+                            description=f"assembling {spec.file}", progress=progress)
     _write_manifest(spec, digest, source, home)
     return final
+
+
+def write_verified(final: Path, chunks: Iterable[bytes], *, label: str, size: int,
+                   digest_matches: Callable[[str], bool], expected_digest: str, description: str,
+                   progress: Progress | None = None) -> str:
+    """Write ``chunks`` to ``final`` through a ``.partial`` sibling that is renamed into place only after its size
+    and sha256 passed; the digest. On a mismatch (a DataError starting with ``label``) nothing is left behind.
+
+    Models and the downloaded EvalPlus files both go through here.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with _partial_file(final) as (partial, stream):
+        digest = _write_hashed(label, size, digest_matches, expected_digest, chunks, stream,
+                               description, progress)
+        partial.chmod(FILE_MODE)
+        os.replace(partial, final)
+    return digest
 
 
 def adopt(spec: ModelSpec, source: str, home: Home = None,
@@ -134,24 +149,25 @@ def _partial_file(final: Path) -> Iterator[tuple[Path, IO[bytes]]]:
         partial.unlink(missing_ok=True)
 
 
-def _write_hashed(spec: ModelSpec, chunks: Iterable[bytes], stream: IO[bytes], progress: Progress | None) -> str:
-    """Write and hash ``chunks``; raise DataError unless size and digest are the model's. Flushed to disk."""
+def _write_hashed(label: str, size: int, digest_matches: Callable[[str], bool], expected_digest: str,
+                  chunks: Iterable[bytes], stream: IO[bytes], description: str, progress: Progress | None) -> str:
+    """Write and hash ``chunks``; raise DataError unless size and digest are the expected ones. Flushed to disk."""
     written = 0
 
     def tee() -> Iterator[bytes]:
         nonlocal written
         for chunk in chunks:
             written += len(chunk)
-            if written > spec.size:
-                raise DataError(f"model {spec.name}: source is larger than the expected {spec.size:,} bytes")
+            if written > size:
+                raise DataError(f"{label}: source is larger than the expected {size:,} bytes")
             stream.write(chunk)
             yield chunk
 
-    digest = _hash(tee(), f"assembling {spec.file}", spec.size, progress)
-    if written != spec.size:
-        raise DataError(f"model {spec.name}: expected {spec.size:,} bytes, got {written:,}")
-    if not spec.digest_matches(digest):
-        raise DataError(f"model {spec.name}: sha256 mismatch: expected {spec.expected_digest}, got {digest}")
+    digest = _hash(tee(), description, size, progress)
+    if written != size:
+        raise DataError(f"{label}: expected {size:,} bytes, got {written:,}")
+    if not digest_matches(digest):
+        raise DataError(f"{label}: sha256 mismatch: expected {expected_digest}, got {digest}")
     stream.flush()
     os.fsync(stream.fileno())
     return digest

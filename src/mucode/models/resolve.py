@@ -1,20 +1,24 @@
 """Turn what a user typed (a registry name, a ``.gguf`` file, a Hugging Face model folder) into one ModelRef.
 
 Every backend calls `resolve_model`, so the rules and the messages for a model that is not there live here
-once. Nothing is downloaded implicitly: a registered model that is not in the cache is an error that says
-which command fetches it.
+once. A registered model that is not in the cache is pulled on first use (`mucode.models.pull`, size and sha256
+checked, a progress bar on stderr), so every command that loads a model works on a fresh install; with
+``download=False`` (or ``MUCODE_NO_PULL=1``) it is an error that says which command fetches it.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from mucode.errors import ConfigError
-from mucode.models.cache import Home, model_dir, model_file, verified_manifest
+from mucode.models.cache import Home, Progress, model_dir, model_file, verified_manifest
 from mucode.models.registry import DEFAULT_MODEL, REGISTRY, ModelFormat, ModelSpec
 
 GGUF_MAGIC = b"GGUF"
+#: Set to 1 to make a registered model that is not in the cache an error instead of a download.
+NO_PULL_ENV = "MUCODE_NO_PULL"
 
 
 @dataclass(frozen=True)
@@ -51,13 +55,20 @@ class ModelStatus:
     default: bool
 
 
-def resolve_model(spec: str, *, home: Home = None) -> ModelRef:
-    """The model ``spec`` names: a registry name (must be pulled), a ``.gguf`` file, or a folder with config.json.
+def resolve_model(spec: str, *, home: Home = None, download: bool = True,
+                  progress: Progress | None = None) -> ModelRef:
+    """The model ``spec`` names: a registry name, a ``.gguf`` file, or a folder with config.json.
 
-    Raises ConfigError naming ``spec`` (and the registered names, when it is none of the three).
+    A registry model that is not in the cache is pulled first (from the default sources, with ``progress`` or
+    else a progress bar on stderr) unless ``download`` is False or ``$MUCODE_NO_PULL`` is set. Raises
+    ConfigError naming ``spec`` (and the registered names, when it is none of the three); a failed pull raises
+    what `pull` raises (BackendError when no source is reachable, DataError for wrong bytes).
     """
     if spec in REGISTRY:
-        return _registered(REGISTRY[spec], home)
+        registered = REGISTRY[spec]
+        if download and not os.environ.get(NO_PULL_ENV) and verified_manifest(registered, home) is None:
+            _pull_now(registered, home, progress)
+        return _registered(registered, home)
     path = Path(spec).expanduser()
     if path.is_file() and path.suffix == ".gguf" and _is_gguf(path):
         return ModelRef(name=path.stem, path=path.resolve(), format="gguf")
@@ -82,6 +93,19 @@ def _registered(spec: ModelSpec, home: Home) -> ModelRef:
                           f"run `mucode models pull {spec.name}`")
     return ModelRef(name=spec.name, path=model_file(spec, home), format=spec.format, sha256=manifest.sha256,
                     hf_repo=spec.hf_repo)
+
+
+def _pull_now(spec: ModelSpec, home: Home, progress: Progress | None) -> None:
+    """Pull ``spec`` into the cache, reporting to ``progress`` or to a progress bar on stderr."""
+    from mucode.models.progress import progress_bar
+    from mucode.models.pull import pull
+
+    if progress is not None:
+        pull(spec.name, home=home, progress=progress)
+        return
+    with progress_bar() as report:
+        report(f"model {spec.name} is not downloaded yet: pulling it into {model_dir(spec, home)}", 0, 0)
+        pull(spec.name, home=home, progress=report)
 
 
 def _is_gguf(path: Path) -> bool:

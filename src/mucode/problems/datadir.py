@@ -1,15 +1,17 @@
 """Where the benchmark files live: one resolution order shared by every loader.
 
 Order: an explicit path (a file or a folder) > the ``MUCODE_DATA_DIR`` folder > a ``shared/data`` folder
-holding ``mbpp.jsonl``, found by walking up from the working directory and from this package. The walk makes
-a checkout next to the shared data (``/work/main`` beside ``/work/shared``) work with no configuration.
+holding ``mbpp.jsonl``, found by walking up from the working directory and from this package > the loader's
+fallback when no explicit path was given: the copy of ``mbpp.jsonl`` bundled in the package (``BUNDLED_DIR``),
+the EvalPlus files in the user cache (downloaded on first use, `mucode.problems.fetch`). The walk makes a
+checkout next to the shared data (``/work/main`` beside ``/work/shared``) work with no configuration.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from mucode.errors import DataError
@@ -17,6 +19,8 @@ from mucode.errors import DataError
 DATA_DIR_ENV = "MUCODE_DATA_DIR"
 #: The file whose presence marks a ``shared/data`` folder during the upward walk.
 MARKER_FILE = "mbpp.jsonl"
+#: Data files shipped inside the package: ``mbpp.jsonl.gz`` and its licence (``MBPP-LICENSE.md``).
+BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
 
 PathArg = str | os.PathLike[str]
 
@@ -40,12 +44,15 @@ def find_data_dir() -> Path | None:
     return None
 
 
-def resolve_data_file(pattern: str, path: PathArg | None = None, *, hub_hint: str = "") -> Path:
+def resolve_data_file(pattern: str, path: PathArg | None = None, *, hub_hint: str = "",
+                      fallback: Callable[[], Path] | None = None) -> Path:
     """The file named ``pattern`` (a glob such as ``MbppPlus*.jsonl`` allowed) in the resolved data folder.
 
     ``path`` may be the file itself or the folder holding it. When a glob matches several files the highest
     version wins, so dropping a newer EvalPlus release next to an older one picks the newer. ``hub_hint`` is
     appended to the not-found message for datasets that can also come from the Hugging Face hub.
+    ``fallback()`` gives the file when no explicit ``path`` was given and the data folder (if any) has none:
+    the bundled or cached copy. An explicit path that lacks the file is always an error.
     """
     if path is not None:
         given = Path(path).expanduser()
@@ -56,6 +63,8 @@ def resolve_data_file(pattern: str, path: PathArg | None = None, *, hub_hint: st
         folder = find_data_dir()
         where = f"in {folder}" if folder else _walk_description()
     match = _newest_match(folder, pattern) if folder is not None else None
+    if match is None and path is None and fallback is not None:
+        return fallback()
     if match is None:
         raise DataError(
             f"{pattern} not found: {where}; pass its path or folder, or set {DATA_DIR_ENV} to the folder "

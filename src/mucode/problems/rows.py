@@ -6,6 +6,7 @@ string instead of a list, a numeric task id where a string is expected, a misspe
 
 from __future__ import annotations
 
+import gzip
 import json
 import types
 import typing
@@ -29,8 +30,8 @@ def read_rows(path: Path, model: type[Row], key: str = "task_id") -> list[tuple[
     repeated ``key`` (a duplicate task id would silently shadow a problem in every id-keyed lookup).
     """
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
+        lines = _read_text(path).splitlines()
+    except (OSError, EOFError, UnicodeDecodeError) as error:
         raise DataError(f"{path}: cannot read ({error})") from error
     rows: list[tuple[int, Row]] = []
     first_line: dict[Any, int] = {}
@@ -47,6 +48,14 @@ def read_rows(path: Path, model: type[Row], key: str = "task_id") -> list[tuple[
     if not rows:
         raise DataError(f"{path}: no problems (the file is empty)")
     return rows
+
+
+def _read_text(path: Path) -> str:
+    """The file's text; a ``.gz`` file is decompressed (the bundled MBPP copy is stored that way)."""
+    if path.suffix == ".gz":
+        with gzip.open(path, "rt", encoding="utf-8") as stream:
+            return stream.read()
+    return path.read_text(encoding="utf-8")
 
 
 def validate_row(model: type[Row], obj: object, where: str) -> Row:

@@ -1,4 +1,4 @@
-"""The learned verifier R_φ(x, y) of μCode (METHOD.md §4): training data from rollouts, a reward model with a
+"""The learned verifier R_φ(x, y) of μCode (docs/method.md §4): training data from rollouts, a reward model with a
 scalar head, Bradley-Terry and BCE training, scoring and evaluation. See docs/verifier.md.
 
     from mucode.verifier import TrainConfig, train_verifier, load_scorer
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 
+from mucode.jobs import LOSSES, TrainConfig
 from mucode.verifier.data import (
-    DEFAULT_PAIRS_PER_PROBLEM,
     Example,
     Pair,
     RolloutData,
@@ -27,10 +27,9 @@ from mucode.verifier.data import (
 from mucode.verifier.evaluate import EVALUATION_FILE, SCORES_FILE, evaluate_runs, score_rollouts, score_runs
 from mucode.verifier.metrics import auroc, pairwise_accuracy, selection_accuracy, verifier_metrics
 from mucode.verifier.model import INFO_FILE, VERIFIER_FORMAT, InputFormat, Verifier, load_backbone, read_info
-from mucode.verifier.train import LOSSES, TrainConfig, TrainResult, bce_loss, bt_loss, train_verifier
+from mucode.verifier.train import TrainResult, bce_loss, bt_loss, train_verifier
 
 __all__ = [
-    "DEFAULT_PAIRS_PER_PROBLEM",
     "EVALUATION_FILE",
     "INFO_FILE",
     "LOSSES",

@@ -1,4 +1,4 @@
-"""Verifier training data from rollout runs: labelled examples and Bradley-Terry pairs (METHOD.md §4).
+"""Verifier training data from rollout runs: labelled examples and Bradley-Terry pairs (docs/method.md §4).
 
 Every code of a trajectory is an example (x, y, label): the intermediate codes are failures (the episode would
 have stopped on a success), and the final code carries the trajectory's label (``success``: public ∧ private).
@@ -14,7 +14,6 @@ aggregated only when their task ids do not collide; otherwise the same key would
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from collections.abc import Iterable, Mapping, Sequence
@@ -23,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from mucode.backends.base import derive_seed
-from mucode.backends.hf import file_sha256
 from mucode.errors import ConfigError, DataError
-from mucode.rollout import CONFIG_FILE, ROLLOUT_FORMAT, TRAJECTORIES_FILE, RecordLog
+from mucode.jobs import PAIRS_PER_PROBLEM
+from mucode.records import ROLLOUT_FORMAT, TRAJECTORIES_FILE, Trajectory, read_trajectories
+from mucode.runs import CONFIG_FILE, file_sha256, read_json
 
 #: The reference's NUM_RM_SAMPLES: (positive, negative) pairs drawn per problem.
-DEFAULT_PAIRS_PER_PROBLEM = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,11 +109,10 @@ def load_rollouts(run_dirs: Sequence[str | os.PathLike[str]]) -> RolloutData:
             raise ConfigError(f"rollout run {run_dir} is given twice (also as {seen[path.resolve()]})")
         seen[path.resolve()] = str(run_dir)
         config = _run_config(path)
-        records = RecordLog(path / TRAJECTORIES_FILE).load()  # cuts a torn last line, so hash afterwards
-        run_examples = [example for number, record in enumerate(records, start=1)
-                        for example in examples_from_record(record, str(run_dir), number)]
-        _claim_task_ids(owners, {record["task_id"] for record in records}, str(run_dir), config["source"])
-        turns = sum(len(record["turns"]) for record in records)
+        records = read_trajectories(path / TRAJECTORIES_FILE)  # cuts a torn last line, so hash afterwards
+        run_examples = [example for record in records for example in examples_from_record(record, str(run_dir))]
+        _claim_task_ids(owners, {record.task_id for record in records}, str(run_dir), config["source"])
+        turns = sum(len(record.turns) for record in records)
         runs.append(RunInfo(path=str(run_dir), sha256=file_sha256(path / TRAJECTORIES_FILE),
                             source=config["source"], template=config["episode"]["template"],
                             trajectories=len(records), examples=len(run_examples), no_code=turns - len(run_examples)))
@@ -126,23 +124,12 @@ def load_rollouts(run_dirs: Sequence[str | os.PathLike[str]]) -> RolloutData:
     return RolloutData(tuple(examples), tuple(runs))
 
 
-def examples_from_record(record: Mapping[str, Any], run: str, number: int = 0) -> list[Example]:
-    """The examples of one trajectory record: one per turn with code; only the last turn can be positive.
-
-    ``number`` (the record's 1-based line) only serves error messages.
-    """
-    try:
-        task_id, rollout, turns = str(record["task_id"]), int(record["rollout"]), record["turns"]
-        prompt = next(message["content"] for message in record["messages"] if message["role"] == "user")
-        success = bool(record["success"])
-        codes = [turn["code"] for turn in turns]
-    except (KeyError, TypeError, ValueError, StopIteration) as error:
-        raise DataError(f"{run}/{TRAJECTORIES_FILE}: record {number} is not a trajectory record "
-                        f"({type(error).__name__}: {error})") from None
-    last = len(codes)
-    return [Example(task_id=task_id, prompt=prompt, code=code, label=success and turn == last, run=run,
-                    rollout=rollout, turn=turn)
-            for turn, code in enumerate(codes, start=1) if code is not None]
+def examples_from_record(record: Trajectory, run: str) -> list[Example]:
+    """The examples of one trajectory: one per turn with code; only the last turn can be positive."""
+    last = len(record.turns)
+    return [Example(task_id=record.task_id, prompt=record.prompt, code=turn.code,
+                    label=record.success and number == last, run=run, rollout=record.rollout, turn=number)
+            for number, turn in enumerate(record.turns, start=1) if turn.code is not None]
 
 
 def group_by_problem(examples: Iterable[Example]) -> dict[str, list[Example]]:
@@ -153,7 +140,7 @@ def group_by_problem(examples: Iterable[Example]) -> dict[str, list[Example]]:
     return groups
 
 
-def make_pairs(examples: Iterable[Example], pairs_per_problem: int = DEFAULT_PAIRS_PER_PROBLEM,
+def make_pairs(examples: Iterable[Example], pairs_per_problem: int = PAIRS_PER_PROBLEM,
                seed: int = 1) -> list[Pair]:
     """``pairs_per_problem`` (positive, negative) pairs per problem, each side drawn uniformly with replacement.
 
@@ -189,10 +176,7 @@ def _run_config(path: Path) -> dict[str, Any]:
     if not (path / TRAJECTORIES_FILE).is_file():
         raise ConfigError(f"{path} is not a rollout run folder (no {TRAJECTORIES_FILE}); make one with "
                           "`mucode rollout --out`")
-    try:
-        config = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise DataError(f"{path / CONFIG_FILE}: cannot read the run's config ({error})") from None
+    config = read_json(path / CONFIG_FILE, "run's config")
     if not isinstance(config, dict) or config.get("format") != ROLLOUT_FORMAT:
         raise ConfigError(f"{path} is not a rollout run folder ({CONFIG_FILE} format is "
                           f"{config.get('format') if isinstance(config, dict) else None!r}, not {ROLLOUT_FORMAT!r})")

@@ -7,7 +7,6 @@ atomically into the output folder (the verifier's folder by default).
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -16,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from mucode.rollout import write_json
-from mucode.samples import write_atomic
+from mucode.backends.hf import HF_PACKAGES
+from mucode.runs import versions, write_json, write_jsonl
 from mucode.verifier.data import Example, RolloutData, load_rollouts
 from mucode.verifier.metrics import DEFAULT_KS, DEFAULT_SUBSETS, Group, verifier_metrics
-from mucode.verifier.model import Verifier, versions
+from mucode.verifier.model import Verifier
 
 SCORES_FILE = "scores.jsonl"
 EVALUATION_FILE = "evaluation.json"
@@ -38,8 +37,7 @@ def score_records(examples: Sequence[Example], scores: Sequence[float]) -> list[
 
 
 def write_scores(path: str | os.PathLike[str], examples: Sequence[Example], scores: Sequence[float]) -> None:
-    lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in score_records(examples, scores))
-    write_atomic(path, lines.encode("utf-8"))
+    write_jsonl(path, score_records(examples, scores))
 
 
 def score_runs(verifier_dir: str | os.PathLike[str], run_dirs: Sequence[str], out: str | os.PathLike[str] | None,
@@ -78,7 +76,7 @@ def evaluate_runs(verifier_dir: str | os.PathLike[str], run_dirs: Sequence[str],
                   "metrics": verifier_metrics(problem_groups(data.examples, scores), ks, subsets, seed),
                   "scoring": {"seconds": round(seconds, 2),
                               "candidates_per_second": round(len(scores) / max(seconds, 1e-9), 2)},
-                  "files": {"scores": SCORES_FILE}, "versions": versions()}
+                  "files": {"scores": SCORES_FILE}, "versions": versions(*HF_PACKAGES)}
     write_json(folder / EVALUATION_FILE, evaluation)
     return evaluation
 

@@ -1,5 +1,5 @@
 """The verifier model R_φ(x, y): a language-model backbone with a scalar head, its input format, batched scoring
-with a shared prompt prefix, and saving and loading (METHOD.md §4).
+with a shared prompt prefix, and saving and loading (docs/method.md §4).
 
 Input: the model's chat template over [user: problem prompt, assistant: "```python\\n{code}\\n```"], cut right
 after the assistant's end-of-turn token (e.g. ``<|im_end|>``; the template's trailing newline is dropped), so
@@ -19,35 +19,33 @@ the tokenizer does at the boundary.
 
 from __future__ import annotations
 
-import contextlib
-import importlib.metadata
 import json
 import os
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import AutoModelForSequenceClassification, DynamicCache, PreTrainedModel
-from transformers import logging as transformers_logging
 
-from mucode import __version__
 from mucode.backends.hf import (
     CACHE_KEYWORD,
     dequantised_dir,
+    disable_dropout,
     load_tokenizer,
     locate_model,
     pick_device,
     pick_dtype,
+    quiet_transformers,
     template_end_id,
 )
 from mucode.env import build_prompt
 from mucode.errors import ConfigError, DataError
 from mucode.int8 import Int8Linear, quantize_linears
 from mucode.models import ModelRef
-from mucode.rollout import write_json
+from mucode.runs import write_json
 from mucode.types import Problem
 
 VERIFIER_FORMAT = "mucode.verifier/1"
@@ -151,7 +149,7 @@ def load_backbone(name: str, *, seed: int, dtype: torch.dtype = torch.float32,
     """A fresh reward model from a registry name, GGUF file or HF folder: backbone + new scalar head.
 
     A GGUF file is dequantised once and cached (`mucode.backends.hf.dequantised_dir`). The head is drawn from
-    N(0, 1/√(H+1)) with ``seed`` (the reference's BT init), and dropout is off (METHOD.md §4).
+    N(0, 1/√(H+1)) with ``seed`` (the reference's BT init), and dropout is off (docs/method.md §4).
     """
     ref = locate_model(name)
     directory = ref.path if ref.format == "hf" else dequantised_dir(ref, cache_dir)
@@ -166,20 +164,6 @@ def _from_pretrained(directory: Path, dtype: torch.dtype, **config: Any) -> PreT
     """AutoModelForSequenceClassification with one label, without the expected "score newly initialised" notice."""
     with quiet_transformers():
         return AutoModelForSequenceClassification.from_pretrained(directory, num_labels=1, dtype=dtype, **config)
-
-
-@contextlib.contextmanager
-def quiet_transformers() -> Iterator[None]:
-    """transformers' warnings and its loading/saving progress bars off (our commands print their own output)."""
-    verbosity, bars = transformers_logging.get_verbosity(), transformers_logging.is_progress_bar_enabled()
-    transformers_logging.set_verbosity_error()
-    transformers_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        transformers_logging.set_verbosity(verbosity)
-        if bars:
-            transformers_logging.enable_progress_bar()
 
 
 def safe_pad_id(tokenizer: Any) -> int | None:
@@ -203,16 +187,6 @@ def init_head(model: PreTrainedModel, seed: int) -> None:
         head.weight.copy_(weight)
         if getattr(head, "bias", None) is not None:
             head.bias.zero_()
-
-
-def disable_dropout(model: torch.nn.Module) -> None:
-    """Dropout off everywhere: config fields (read by attention at run time) and Dropout modules."""
-    for name in list(vars(model.config)):
-        if "dropout" in name and isinstance(getattr(model.config, name), float):
-            setattr(model.config, name, 0.0)
-    for module in model.modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
 
 
 # -------------------------------------------------------------------------------------------- scoring
@@ -409,12 +383,4 @@ def read_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     return info
 
 
-def versions() -> dict[str, str | None]:
-    """Versions of the packages that determine a verifier's weights and scores."""
-    found: dict[str, str | None] = {"mucode": __version__, "torch": torch.__version__}
-    for package in ("transformers", "peft", "accelerate"):
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            found[package] = importlib.metadata.version(package)
-        found.setdefault(package, None)
-    return found
 

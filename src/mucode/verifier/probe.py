@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 
 import torch
 
+from mucode.runs import replacing
 from mucode.verifier.model import Verifier
 
 FEATURES_FILE = "features.pt"
@@ -72,10 +72,9 @@ def load_features(path: Path) -> dict[Key, torch.Tensor]:
 
 def save_features(path: Path, features: dict[Key, torch.Tensor]) -> None:
     """Write the cache to a temporary file and rename it over ``path``: a kill leaves the old cache or the new."""
-    scratch = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save({"keys": [list(key) for key in features], "features": torch.stack(list(features.values()))},
-               scratch)
-    os.replace(scratch, path)
+    with replacing(path) as scratch:
+        torch.save({"keys": [list(key) for key in features], "features": torch.stack(list(features.values()))},
+                   scratch)
 
 
 Objective = Callable[[torch.nn.Module, Sequence[torch.Tensor]], tuple[torch.Tensor, float]]
@@ -87,7 +86,7 @@ def fit_head(head: torch.nn.Module, inputs: Sequence[torch.Tensor], objective: O
 
     ``inputs`` are tensors with one row per training item (BT: chosen and rejected features; BCE: features and
     labels); ``objective(head, batch)`` returns a batch's loss and how many of its items the head gets right.
-    ``optimisation`` is the job's `mucode.finetune.Optimisation` (its micro-batch size does not apply: a batch
+    ``optimisation`` is the job's `mucode.jobs.Optimisation` (its micro-batch size does not apply: a batch
     is one matrix product). Returns the training record verifier.json keeps, with loss and accuracy per epoch.
     """
     items = len(inputs[0])

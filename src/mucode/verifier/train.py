@@ -1,6 +1,6 @@
 """Training the verifier on rollouts: Bradley-Terry pairs or pointwise BCE, with a transformers Trainer.
 
-Losses (METHOD.md §4):
+Losses (docs/method.md §4):
 - ``bt``: −mean log σ(r⁺ − r⁻) + λ·mean(R²), the mean of R² taken over the chosen and the rejected scores
   together (λ = ``l2_coeff`` = 1e-3, the reference's ``rm_bt.py``); chosen and rejected run in one forward pass.
 - ``bce``: pointwise ``BCEWithLogits(R, label)`` over every example (the paper's Eq. 2).
@@ -10,7 +10,7 @@ scores to zero rather than every score, and it has no pointwise BCE; both losses
 
 The schedule is linear without warmup over the true number of optimiser steps (the Trainer's own count); the
 reference passes a step count that already includes the epochs times the epochs again, so its learning rate
-only decays to about half (METHOD.md §4) — not repeated here. Checkpoints go to ``OUT/checkpoints`` every
+only decays to about half (docs/method.md §4) — not repeated here. Checkpoints go to ``OUT/checkpoints`` every
 ``save_steps`` optimiser steps; running the same training again resumes from the last one, and a different
 config is refused (ConfigError naming the field) unless ``force``. The final model is written by
 `save_verifier`, which never leaves a half-written verifier that loads.
@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -31,24 +31,21 @@ import torch.nn.functional as F
 from transformers import PreTrainedModel, Trainer, TrainerCallback, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from mucode.backends.hf import quiet_peft
+from mucode.backends.hf import HF_PACKAGES, quiet_peft
 from mucode.errors import ConfigError
 from mucode.finetune import (
-    Optimisation,
     autocast,
-    changed_fields,
     checkpoint_dir,
     drop_checkpoints,
     final_metrics,
-    training_mode,
+    finished_info,
+    training_arguments,
     use_bf16,
-    validate_job,
     with_lora,
 )
-from mucode.models import DEFAULT_MODEL
-from mucode.rollout import progress_bar
+from mucode.jobs import TrainConfig
+from mucode.runs import progress_bar, versions
 from mucode.verifier.data import (
-    DEFAULT_PAIRS_PER_PROBLEM,
     Example,
     Pair,
     RolloutData,
@@ -67,78 +64,8 @@ from mucode.verifier.model import (
     save_verifier,
     scalar_head,
     sequence_scores,
-    versions,
 )
 from mucode.verifier.probe import FEATURES_FILE, compute_features, fit_head
-
-LOSSES = ("bt", "bce")
-#: Learning rates when none is given. The reference's 1e-6 full fine-tuning is for a 1B model on 4 GPUs with
-#: 12k pairs; on CPU, with fewer steps and a smaller model, a larger step is needed to move at all.
-#: A head-only fit (`mucode.verifier.probe`) moves one linear layer on fixed features: a far larger step.
-DEFAULT_LEARNING_RATE = {"full": 1e-5, "lora": 1e-4, "head": 1e-3}
-#: Epochs when none are given: fine-tuning follows the paper; a head-only epoch costs milliseconds, so it runs many.
-DEFAULT_EPOCHS = {"full": 2, "lora": 2, "head": 30}
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """One ``mucode verifier train`` run. Defaults follow METHOD.md §4's table where it applies to CPU training.
-
-    ``batch_size`` counts pairs (bt) or examples (bce) per optimiser step; it is reached by gradient accumulation
-    over micro-batches of ``micro_batch_size`` and must be a multiple of it. ``learning_rate`` None: 1e-5 for full
-    fine-tuning, 1e-4 with LoRA, 1e-3 with ``head_only`` (train the scalar head on the frozen backbone,
-    `mucode.verifier.probe`); ``epochs`` None: 2, or 30 with ``head_only``. ``precision`` "auto": bf16 autocast
-    on a GPU with bf16 or a CPU where bf16 is measurably faster, else fp32 (weights and optimiser state stay fp32
-    either way; a head-only run computes its features in bf16).
-    """
-
-    rollouts: tuple[str, ...]
-    out: str
-    loss: str = "bt"
-    backbone: str = DEFAULT_MODEL
-    lora: bool = False
-    lora_rank: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0
-    head_only: bool = False
-    learning_rate: float | None = None
-    epochs: int | None = None
-    batch_size: int = 64
-    micro_batch_size: int = 2
-    pairs_per_problem: int = DEFAULT_PAIRS_PER_PROBLEM
-    max_length: int = 2048
-    l2_coeff: float = 1e-3
-    weight_decay: float = 0.01
-    adam_epsilon: float = 1e-5
-    max_grad_norm: float = 1.0
-    seed: int = 1
-    precision: str = "auto"
-    gradient_checkpointing: bool = False
-    save_steps: int = 20
-    logging_steps: int = 5
-    keep_checkpoints: bool = False
-    force: bool = False
-    progress: bool | None = None  # None: progress bars when stderr is a terminal
-
-    def __post_init__(self) -> None:
-        if self.loss not in LOSSES:
-            raise ConfigError(f"loss must be one of {', '.join(LOSSES)}; got {self.loss!r}")
-        if self.head_only and self.lora:
-            raise ConfigError("head_only and lora exclude each other: head-only training changes no backbone weight")
-        if self.epochs is None:
-            object.__setattr__(self, "epochs", DEFAULT_EPOCHS[training_mode(self)])
-        validate_job(self, DEFAULT_LEARNING_RATE, positive=("pairs_per_problem",), non_negative=("l2_coeff",))
-        object.__setattr__(self, "rollouts", tuple(str(run) for run in self.rollouts))
-
-    def optimisation(self) -> Optimisation:
-        return Optimisation.of(self)
-
-    def hyperparameters(self) -> dict[str, Any]:
-        """The fields that determine the trained weights (not where they go or how progress is shown)."""
-        ignored = {"rollouts", "out", "force", "progress", "save_steps", "logging_steps", "keep_checkpoints"}
-        if not self.head_only:  # absent rather than False, so verifiers trained before the option keep their identity
-            ignored.add("head_only")
-        return {item.name: getattr(self, item.name) for item in fields(self) if item.name not in ignored}
 
 
 @dataclass
@@ -278,9 +205,9 @@ def train_verifier(config: TrainConfig, callbacks: Sequence[TrainerCallback] = (
     bf16 = use_bf16(config.precision)
     identity = {"format": VERIFIER_FORMAT, "hyperparameters": config.hyperparameters(), "bf16": bf16,
                 "data": [run.sha256 for run in data.runs]}
-    finished = _finished_verifier(out, identity, config.force)
+    finished = finished_info(out, INFO_FILE, identity, config.force, read_info, "holds a verifier trained with")
     if finished is not None:
-        return finished
+        return TrainResult(finished, Verifier.load(out, dtype="fp32"), trained=False)
     selected, data_info = _training_data(config, data)
     checkpoints = checkpoint_dir(out, identity, config.force)
     set_seed(config.seed)
@@ -298,7 +225,7 @@ def train_verifier(config: TrainConfig, callbacks: Sequence[TrainerCallback] = (
                      "runs": data.fingerprint()},
             "training": training,
             "timings": {"seconds": round(time.time() - started, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")},
-            "versions": versions()}
+            "versions": versions(*HF_PACKAGES)}
     save_verifier(final, tokenizer, out, info)
     if not config.keep_checkpoints:
         drop_checkpoints(checkpoints)
@@ -316,7 +243,7 @@ def _fine_tune(config: TrainConfig, model: PreTrainedModel, tokenizer: Any, kept
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if config.lora:
         model = _with_lora(model, config)
-    args = config.optimisation().arguments(checkpoints, len(items), config.progress)
+    args = training_arguments(config.optimisation(), checkpoints, len(items), config.progress)
     trainer = VerifierTrainer(model=model, args=args,
                               train_dataset=ItemDataset(items),
                               data_collator=Collator(config.loss, tokenizer.pad_token_id or 0),
@@ -360,21 +287,6 @@ def _head_objective(loss: str, l2_coeff: float, head: torch.nn.Module,
         return bt_loss(chosen, rejected, l2_coeff), (chosen > rejected).float().sum().item()
     scores, labels = head(batch[0]).squeeze(-1), batch[1]
     return bce_loss(scores, labels), ((scores > 0).float() == labels).float().sum().item()
-
-
-def _finished_verifier(out: Path, identity: Mapping[str, Any], force: bool) -> TrainResult | None:
-    """The verifier already in ``out`` if it was trained with ``identity``; None if there is none (or ``force``)."""
-    if not (out / INFO_FILE).is_file():
-        return None
-    if force:
-        (out / INFO_FILE).unlink()
-        return None
-    info = read_info(out)
-    differing = changed_fields(info.get("identity", {}), identity)
-    if differing:
-        raise ConfigError(f"{out} holds a verifier trained with another config ({', '.join(differing)} changed); "
-                          "use --force to retrain, or another --out")
-    return TrainResult(info, Verifier.load(out, dtype="fp32"), trained=False)
 
 
 def _training_data(config: TrainConfig, data: RolloutData) -> tuple[list[Any], dict[str, Any]]:
