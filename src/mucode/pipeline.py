@@ -641,15 +641,14 @@ class Pipeline:
 
     def _check_generator(self) -> None:
         """Fail before any work when the generator cannot be trained or exported as configured; registry
-        models are pulled (and verified) first, so a fresh install needs no separate step."""
-        from mucode.models import REGISTRY, pull
+        models are pulled (and verified) first, with a progress bar, so a fresh install needs no separate step."""
         from mucode.models.resolve import resolve_model
 
-        for name in {self.config.generator.base, self.config.verifier.backbone}:
-            if name in REGISTRY:
-                pull(name)
-        self._check_datasets()
         ref = resolve_model(self.config.generator.base)
+        verifier_used = self._verifier_needed() or any(map(self.config.needs_verifier_for, self.config.evals))
+        if self.config.verifier.backbone and verifier_used:
+            resolve_model(self.config.verifier.backbone)
+        self._check_datasets()
         if self.config.generator.backend == "llamacpp" and ref.format != "gguf" and self.config.training_iterations:
             raise ConfigError(f"generator.base {self.config.generator.base!r} is not a GGUF file: fine-tuned "
                               "models are exported to GGUF using the base file as template; use backend = \"hf\"")
