@@ -314,7 +314,8 @@ def records_of(run: Path) -> list[Trajectory]:
 
 
 def test_two_iterations_aggregate_rollouts_rescore_and_select_on_validation(tiny_coder: Path, problems_file: Path,
-                                                                           tmp_path: Path) -> None:
+                                                                           tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Iteration 2's verifier and expert read both iterations' rollouts, its SFT starts from iteration 1's model
     (``init = "previous"``), and the run presents the iteration that does best on validation."""
     from mucode.expert import build_examples
@@ -355,7 +356,19 @@ def test_two_iterations_aggregate_rollouts_rescore_and_select_on_validation(tiny
         == [key == selection["selected"] for key in ("iter-1", "iter-2") if key in summary["generators"]]
     # the report marks which generator was presented
     report = (out / "report.md").read_text()
-    assert ("selected on validation" in report) == (selection["selected"] == "iter-2")
+    assert f"μCode (iter {selection['selected'][-1]}) · selected on validation" in report
+    assert ("not selected" in report) == (selection["selected"] == "iter-1")  # iter-1 is on test only if chosen
+    # when validation prefers iteration 1, it is searched on test too (evaluate = "last" asked for the last only)
+    from mucode.pipeline import Pipeline
+
+    monkeypatch.setattr(Pipeline, "_validation", lambda self, generator: {"iter-1": 1.0, "iter-2": 0.0}[generator.key])
+    again, _ = run_quietly(config, out)
+    assert again["selection"]["selected"] == "iter-1" and set(again["generators"]) == {"iter-1", "iter-2"}
+    assert [again["generators"][key]["selected"] for key in ("iter-1", "iter-2")] == [True, False]
+    searched = json.loads((out / "evals/iter-1/greedy/results.json").read_text())["config"]
+    assert searched["model"] == str(out / "iter-1/sft/model") and searched["label"] == "μCode (iter 1)"
+    report = (out / "report.md").read_text()
+    assert "μCode (iter 1) · selected on validation" in report and "μCode (iter 2) · not selected" in report
 
 
 def test_rescore_false_keeps_earlier_examples(tiny_coder: Path, problems_file: Path, tmp_path: Path) -> None:
