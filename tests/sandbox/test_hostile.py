@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from mucode.sandbox import Job
 from mucode.types import TestStatus
 
 from .conftest import SMALL, assert_healthy, assert_no_leftovers
@@ -379,3 +380,133 @@ def test_blocking_the_alarm_signal_still_times_out(sandbox):
     result = sandbox.run(code, ["time.sleep(100)"])
     assert statuses(result) == ["timeout"]
     assert result.verdicts[0].status is TestStatus.TIMEOUT
+
+
+# ----------------------------------------------------------------- round two: the verdict channel as an attack
+
+INC = "def inc(x):\n    return x + 1\n"
+#: Finds the per-program nonce in the harness's stack frames and writes one record with it.
+FORGER = (
+    "import json, os, sys\n"
+    "def nonce():\n"
+    "    frame = sys._getframe()\n"
+    "    while frame:\n"
+    "        if isinstance(frame.f_locals.get('nonce'), str):\n"
+    "            return frame.f_locals['nonce']\n"
+    "        frame = frame.f_back\n"
+    "def forge(**fields):\n"
+    "    os.write(3, (json.dumps({'n': nonce(), **fields}) + '\\n').encode())\n"
+)
+
+
+def honest_jobs_beside(sandbox, hostile_code: str, tests: list[str]) -> tuple:
+    """The hostile job run concurrently with honest ones; the honest verdicts must be unaffected."""
+    honest = [Job(INC, ["assert inc(1) == 2", "assert inc(2) == 3"]) for _ in range(3)]
+    results = sandbox.run_many([honest[0], Job(hostile_code, tests), *honest[1:]])
+    for result in (results[0], *results[2:]):
+        assert statuses(result) == ["passed", "passed"]
+    return results[1]
+
+
+def test_a_record_that_overflows_the_json_parser_fails_only_its_program(sandbox):
+    """Hole 1: '[' * 100000 makes json.loads raise RecursionError; once it killed the slot and the whole run."""
+    code = INC + "import os\nos.write(3, b'[' * 100000 + b'\\n')\n"
+    result = honest_jobs_beside(sandbox, code, ["assert inc(1) == 2"])
+    assert statuses(result) == ["passed"]  # the garbage line is skipped; the harness's own records decide
+
+
+@pytest.mark.parametrize("fields", [
+    {"i": 0, "s": "bogus"},          # once raised in the host's reader thread: every pending job hung
+    {"i": 0, "s": "passed", "t": "x"},  # once killed the slot: "a sandbox slot died"
+    {"i": "0", "s": "passed"},
+    {"i": 0, "s": "passed", "e": ["list"]},
+    {"i": 0, "s": "passed", "t": float("inf")},
+])
+def test_a_forged_malformed_record_fails_its_program_and_nothing_else(sandbox, fields):
+    """Hole 2: a program that reads the nonce and writes a record of the wrong shape."""
+    forge = f"forge(**{fields!r})".replace("inf", "float('inf')")
+    result = honest_jobs_beside(sandbox, INC + FORGER, [forge])  # after the program loaded, inside its test
+    assert statuses(result) == ["failed"]
+    assert "malformed verdict record" in result.verdicts[0].error
+    result = honest_jobs_beside(sandbox, INC + FORGER + forge + "\n", ["assert inc(1) == 2"])  # while loading
+    assert statuses(result) == ["failed"]
+    assert "malformed verdict record" in result.verdicts[0].error
+
+
+# ------------------------------------------------------------ round two: nothing outlives a program
+
+SYSV = (
+    "import ctypes, os\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "libc.shmat.restype = ctypes.c_void_p\n"
+    "libc.shmat.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]\n"
+    "libc.shmdt.argtypes = [ctypes.c_void_p]\n"
+)
+
+
+def test_sysv_shared_memory_dies_with_its_program(sandbox):
+    """Hole 3: a 400 MB segment left behind once pinned the slot's memory and got later programs killed."""
+    hog = SYSV + (
+        "def hog():\n"
+        "    ident = libc.shmget(0, 400 << 20, 0o1600)\n"
+        "    assert ident >= 0, ctypes.get_errno()\n"
+        "    address = libc.shmat(ident, None, 0)\n"
+        "    ctypes.memset(address, 1, 400 << 20)\n"
+        "    libc.shmdt(address)\n"
+    )
+    assert statuses(sandbox.run(hog, ["hog()"])) == ["passed"]
+    honest = "def use():\n    block = bytearray(300 << 20)\n    return len(block)\n"
+    for result in sandbox.run_many([Job(honest, ["assert use() == 300 << 20"]) for _ in range(4)]):
+        assert statuses(result) == ["passed"], result
+    listing = sandbox.run("import pathlib\nrows = pathlib.Path('/proc/sysvipc/shm').read_text().splitlines()\n",
+                          ["assert len(rows) == 1, rows"])  # the header line only
+    assert statuses(listing) == ["passed"], listing
+
+
+def test_a_message_queue_does_not_reach_the_next_program(sandbox):
+    """Hole 5: a System V message queue written by one program was read by a later one."""
+    writer = SYSV + "assert libc.msgget(0x6d75, 0o1666) >= 0\n"
+    assert sandbox.run(writer, [PASSES]).passed
+    reader = SYSV + "found = libc.msgget(0x6d75, 0)\n"
+    results = sandbox.run_many([Job(reader, ["assert found == -1, found"]) for _ in range(4)])
+    assert all(result.passed for result in results), results
+
+
+def test_an_abstract_socket_does_not_reach_a_program_in_another_slot(sandbox):
+    """Hole 5: an abstract unix socket carried a message from the slot-0 program to the slot-1 program."""
+    listener = (
+        "import socket, time\n"
+        "server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+        "server.bind('\\0mucode-probe')\n"
+        "server.listen(1)\n"
+        "server.settimeout(1.5)\n"
+        "try:\n"
+        "    server.accept()\n"
+        "    reached = True\n"
+        "except OSError:\n"
+        "    reached = False\n"
+    )
+    connector = (
+        "import socket, time\n"
+        "def reach():\n"
+        "    end = time.monotonic() + 1.2\n"
+        "    while time.monotonic() < end:\n"
+        "        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+        "        try:\n"
+        "            client.connect('\\0mucode-probe')\n"
+        "            return True\n"
+        "        except OSError:\n"
+        "            time.sleep(0.05)\n"
+        "    return False\n"
+    )
+    results = sandbox.run_many([Job(listener, ["assert not reached"]), Job(connector, ["assert not reach()"])])
+    assert [statuses(result) for result in results] == [["passed"], ["passed"]], results
+
+
+def test_a_program_cannot_create_a_user_namespace(sandbox):
+    """Hole 7: unshare(CLONE_NEWUSER) gave a program every capability in a namespace of its own (it mounted a
+    2 GB tmpfs past its disk quota)."""
+    code = SYSV + "def unshare(flags):\n    return libc.unshare(flags), ctypes.get_errno()\n"
+    result = sandbox.run(code, ["assert unshare(0x10000000 | 0x00020000 | 0x40000000)[0] == -1",
+                                "assert unshare(0x10000000)[1] == 28  # ENOSPC: max_user_namespaces is 0"])
+    assert statuses(result) == ["passed", "passed"], result

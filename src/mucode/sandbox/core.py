@@ -186,13 +186,16 @@ class Sandbox:
             except (EOFError, OSError, ValueError):
                 break
             with self._lock:
-                future = self._pending.pop(message["id"], None)
+                future = self._pending.pop(message.get("id"), None) if isinstance(message, dict) else None
             if future is None:
                 continue
             if "infra_error" in message:
                 future.set_exception(SandboxError(message["infra_error"]))
-            else:
+                continue
+            try:  # the executor validates what programs write; this thread must survive a bug there too
                 future.set_result(self._to_result(message))
+            except (KeyError, TypeError, ValueError) as error:
+                future.set_exception(SandboxError(f"the sandbox returned a malformed result ({error})"))
         with self._lock:
             pending, self._pending = self._pending, {}
             if self._process is process:

@@ -57,6 +57,8 @@ SLOT_UID = 1000
 HARNESS = __file__
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 MAX_RECORDS_BYTES = 4 << 20  # the result channel of one program; more than this is not read
+#: The statuses a test record may carry (mucode.types.TestStatus, written out: the executor imports no mucode).
+TEST_STATUSES = frozenset({"passed", "failed", "timeout", "crashed"})
 EXIT_GRACE = 0.5  # seconds to wait for pipes to close after the program exited
 KILL_GRACE = 5.0  # seconds to wait for a killed program to be reaped before looking again
 
@@ -344,6 +346,10 @@ def become_sandbox_root(privileged: bool, cgroups: Cgroups | None) -> None:
     mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,mode=0755")
     build_root("/tmp", paths)
     libc.sethostname(b"sandbox", 7)
+    # No program may create a user namespace of its own (with every capability inside it, it could mount
+    # filesystems past its disk quota and reach kernel code that needs CAP_SYS_ADMIN). The limit belongs to
+    # this user namespace, so it binds every process in the sandbox and nothing on the host.
+    _write_file("/proc/sys/user/max_user_namespaces", "0")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -451,6 +457,8 @@ def program_main(job: dict, nonce: str, slot: int, channel: int, output_fd: int,
     try:
         os.dup2(channel, 3)  # first, so that a failure of the steps below is reported
         os.setsid()
+        if isolated:  # its own System V IPC: shared memory and queues die with the program
+            unshare(CLONE_NEWIPC)
         for fd in cgroup_fds:
             os.write(fd, b"0")  # "0" moves the writer; the fd was opened by the host's root
         _reset_stdio(output_fd)
@@ -675,8 +683,8 @@ class Executor:
                 os.close(result_r)
                 os.close(self.in_fd)
                 os.close(self.out_fd)
-                if self.isolated:
-                    unshare(CLONE_NEWPID | CLONE_NEWNS)
+                if self.isolated:  # a network namespace per slot: no abstract socket reaches another slot
+                    unshare(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET)
                     if os.fork():
                         os._exit(0)  # the slot server is reparented to the executor (PID 1)
                 cgroup_fds = self.cgroups.fds[index] if self.cgroups else []
@@ -782,22 +790,64 @@ def _death_reason(state: Running) -> str:
 
 
 def _report(state: Running) -> dict:
-    """Turn the records a program wrote into the verdicts the host receives."""
+    """Turn the records a program wrote into the verdicts the host receives.
+
+    The records come from the program's process, so they are untrusted bytes: any line may be garbage
+    (skipped), and a line with the program's nonce but a malformed shape (the program found the nonce and
+    wrote its own records) fails the whole program. Nothing a program writes can raise here.
+    """
     job = state.job
-    limits = job["limits"]
     n_tests = len(job["tests"])
+    try:
+        verdicts, program_error = _verdicts(state, n_tests)
+    except MalformedRecord as error:
+        program_error = f"Error: the program wrote a malformed verdict record ({error})"
+        verdicts = [["failed", program_error, 0.0] for _ in range(n_tests)]
+    output = bytes(state.output).decode("utf-8", "replace")
+    if state.output_dropped:
+        output += f"\n... [{state.output_dropped} more bytes of output dropped]"
+    return {"id": job["id"], "verdicts": verdicts, "program_error": program_error, "output": output,
+            "duration": round(time.perf_counter() - state.start, 6)}
+
+
+class MalformedRecord(Exception):
+    """A record that carries the program's nonce but not a shape the harness writes."""
+
+
+def _records(state: Running) -> list[dict]:
+    """The records that carry the program's nonce; lines that are not JSON objects are skipped, whatever
+    they hold (a deeply nested line raises RecursionError, not ValueError: every exception is caught)."""
+    found = []
+    for line in bytes(state.records).decode("utf-8", "replace").splitlines():
+        try:
+            record = json.loads(line)
+        except Exception:  # any bytes at all may arrive here
+            continue
+        if isinstance(record, dict) and record.get("n") == state.nonce:
+            found.append(record)
+    return found
+
+
+def _test_verdict(record: dict) -> list:
+    """[status, error, seconds] of a test record; MalformedRecord unless it has the harness's shape."""
+    status, error, seconds = record.get("s"), record.get("e", ""), record.get("t", 0.0)
+    if status not in TEST_STATUSES:
+        raise MalformedRecord(f"status {str(status)[:40]!r}")
+    if not isinstance(error, str):
+        raise MalformedRecord("error is not text")
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds < 1e6:
+        raise MalformedRecord(f"time {str(seconds)[:40]!r}")
+    return [status, error, float(seconds)]
+
+
+def _verdicts(state: Running, n_tests: int) -> tuple[list[list], str]:
+    limits = state.job["limits"]
     verdicts: list[list] = [["not_run", "", 0.0] for _ in range(n_tests)]
     seen: set[int] = set()
     program_error = ""
     loaded = False
     harness = ""
-    for line in bytes(state.records).decode("utf-8", "replace").splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(record, dict) or record.get("n") != state.nonce:
-            continue
+    for record in _records(state):
         if "load" in record and not loaded and not program_error:
             if record["load"] == "passed":
                 loaded = True
@@ -807,9 +857,15 @@ def _report(state: Running) -> dict:
                 verdicts = [[status, program_error, 0.0] for _ in range(n_tests)]
         elif "harness" in record:
             harness = str(record["harness"])
-        elif loaded and isinstance(record.get("i"), int) and 0 <= record["i"] < n_tests and record["i"] not in seen:
-            seen.add(record["i"])
-            verdicts[record["i"]] = [str(record.get("s")), str(record.get("e", "")), float(record.get("t", 0.0))]
+        elif "i" in record:
+            index = record["i"]
+            if not loaded:
+                raise MalformedRecord("a test record before the program loaded")
+            if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n_tests:
+                raise MalformedRecord(f"test index {str(index)[:40]!r}")
+            if index not in seen:
+                seen.add(index)
+                verdicts[index] = _test_verdict(record)
     if not loaded and not program_error:
         reason = _death_reason(state)
         if state.timed_out:
@@ -829,11 +885,7 @@ def _report(state: Running) -> dict:
                 verdicts[first] = ["crashed", f"Error: {reason}", 0.0]
             for i in missing[1:]:
                 verdicts[i] = ["not_run", f"Not run: {reason}" if not state.timed_out else "Not run: timeout", 0.0]
-    output = bytes(state.output).decode("utf-8", "replace")
-    if state.output_dropped:
-        output += f"\n... [{state.output_dropped} more bytes of output dropped]"
-    return {"id": job["id"], "verdicts": verdicts, "program_error": program_error, "output": output,
-            "duration": round(time.perf_counter() - state.start, 6)}
+    return verdicts, program_error
 
 
 # --------------------------------------------------------------------------------------------------
