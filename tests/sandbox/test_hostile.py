@@ -510,3 +510,32 @@ def test_a_program_cannot_create_a_user_namespace(sandbox):
     result = sandbox.run(code, ["assert unshare(0x10000000 | 0x00020000 | 0x40000000)[0] == -1",
                                 "assert unshare(0x10000000)[1] == 28  # ENOSPC: max_user_namespaces is 0"])
     assert statuses(result) == ["passed", "passed"], result
+
+
+def test_vsock_and_other_unnamespaced_socket_families_cannot_be_created(sandbox):
+    """Hole 6: AF_VSOCK is outside the network namespace (it shares the host's vsock ports and reaches the
+    hypervisor); socket() and socketpair() now refuse every family but AF_UNIX, AF_INET(6) and AF_NETLINK, so no
+    vsock address can ever be connected to."""
+    code = (
+        "import ctypes, errno, socket\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "def refused(family, kind=socket.SOCK_STREAM):\n"
+        "    try:\n"
+        "        socket.socket(family, kind).close()\n"
+        "    except OSError as error:\n"
+        "        return error.errno == errno.EAFNOSUPPORT\n"
+        "    return False\n"
+        "import platform\n"
+        "def raw_socket(family):  # the syscall itself, past any library wrapper\n"
+        "    number = {'x86_64': 41, 'aarch64': 198}[platform.machine()]\n"
+        "    return libc.syscall(number, family, 1, 0), ctypes.get_errno()\n"
+    )
+    result = sandbox.run(code, [
+        "assert refused(socket.AF_VSOCK)",
+        "assert refused(socket.AF_VSOCK, socket.SOCK_DGRAM)",
+        "assert refused(socket.AF_ALG, socket.SOCK_SEQPACKET)",
+        "assert raw_socket(40) == (-1, errno.EAFNOSUPPORT)",
+        "socket.socket(socket.AF_INET).close(); socket.socket(socket.AF_UNIX).close()",
+        "a, b = socket.socketpair(); a.close(); b.close()",
+    ])
+    assert statuses(result) == ["passed"] * 6, result

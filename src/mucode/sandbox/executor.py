@@ -48,6 +48,7 @@ ST_TO_MS = {1: MS_RDONLY, 2: MS_NOSUID, 4: MS_NODEV, 8: MS_NOEXEC, 1024: MS_NOAT
             4096: MS_RELATIME}
 
 PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 24, 36, 38
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine)
 SYS_CAPSET = {"x86_64": 126, "aarch64": 91}.get(os.uname().machine)
 
@@ -63,6 +64,7 @@ EXIT_GRACE = 0.5  # seconds to wait for pipes to close after the program exited
 KILL_GRACE = 5.0  # seconds to wait for a killed program to be reaped before looking again
 
 libc = ctypes.CDLL(None, use_errno=True)
+SECCOMP_SUPPORTED = os.uname().machine in ("x86_64", "aarch64")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -99,6 +101,52 @@ def prctl(option: int, arg: int) -> None:
 
 def pivot_root(new_root: str, put_old: str) -> None:
     _check(libc.syscall(ctypes.c_long(SYS_PIVOT_ROOT), _b(new_root), _b(put_old)), "pivot_root")
+
+
+# seccomp: which socket families a program may create. The network namespace contains AF_INET/AF_INET6 (only a
+# loopback that is down), AF_UNIX (abstract names are per namespace) and AF_NETLINK; other families are not all
+# namespaced (AF_VSOCK shares the host's port space and reaches the hypervisor) or are kernel attack surface
+# (AF_ALG, AF_KCM, ...), so socket() and socketpair() refuse them with EAFNOSUPPORT.
+ALLOWED_SOCKET_FAMILIES = (1, 2, 10, 16)  # AF_UNIX, AF_INET, AF_INET6, AF_NETLINK
+_SECCOMP_ARCH = {"x86_64": (0xC000003E, 41, 53), "aarch64": (0xC00000B7, 198, 199)}  # audit arch, socket, socketpair
+_BPF_LD_ABS, _BPF_JEQ, _BPF_JGE, _BPF_RET = 0x20, 0x15, 0x35, 0x06
+_RET_ALLOW, _RET_ERRNO = 0x7FFF0000, 0x00050000
+_EAFNOSUPPORT, _ENOSYS = 97, 38
+
+
+class _SockFilter(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint)]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
+
+
+def socket_filter() -> list[tuple[int, int, int, int]]:
+    """The BPF program: other architectures' syscalls (x86's int 0x80 socketcall) and x32 numbers are refused;
+    socket/socketpair pass only for `ALLOWED_SOCKET_FAMILIES`; every other syscall is allowed."""
+    arch, socket_nr, socketpair_nr = _SECCOMP_ARCH[os.uname().machine]
+    families = len(ALLOWED_SOCKET_FAMILIES)
+    program = [(_BPF_LD_ABS, 0, 0, 4),  # seccomp_data.arch
+               (_BPF_JEQ, 1, 0, arch),
+               (_BPF_RET, 0, 0, _RET_ERRNO | _ENOSYS),
+               (_BPF_LD_ABS, 0, 0, 0),  # seccomp_data.nr
+               (_BPF_JGE, 0, 1, 0x40000000),
+               (_BPF_RET, 0, 0, _RET_ERRNO | _ENOSYS),
+               (_BPF_JEQ, 2, 0, socket_nr),
+               (_BPF_JEQ, 1, 0, socketpair_nr),
+               (_BPF_RET, 0, 0, _RET_ALLOW),
+               (_BPF_LD_ABS, 0, 0, 16)]  # the low 32 bits of args[0]: the family
+    program += [(_BPF_JEQ, families - index, 0, family) for index, family in enumerate(ALLOWED_SOCKET_FAMILIES)]
+    return [*program, (_BPF_RET, 0, 0, _RET_ERRNO | _EAFNOSUPPORT), (_BPF_RET, 0, 0, _RET_ALLOW)]
+
+
+def install_socket_filter() -> None:
+    """Install `socket_filter` for this process and its children (after PR_SET_NO_NEW_PRIVS)."""
+    instructions = socket_filter()
+    array = (_SockFilter * len(instructions))(*(_SockFilter(*item) for item in instructions))
+    program = _SockFprog(len(instructions), array)
+    _check(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(program), 0, 0), "seccomp")
 
 
 def drop_all_capabilities() -> None:
@@ -473,6 +521,8 @@ def program_main(job: dict, nonce: str, slot: int, channel: int, output_fd: int,
         elif isolated:
             drop_all_capabilities()
         prctl(PR_SET_NO_NEW_PRIVS, 1)
+        if isolated and SECCOMP_SUPPORTED:
+            install_socket_filter()
         os.chdir(workdir)
         os.environ.clear()
         os.environ.update({"PATH": SAFE_PATH, "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8",
