@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from mucode.sandbox import Job
+from mucode.sandbox import Job, Sandbox
 from mucode.types import TestStatus
 
 from .conftest import SMALL, assert_healthy, assert_no_leftovers
@@ -539,3 +539,37 @@ def test_vsock_and_other_unnamespaced_socket_families_cannot_be_created(sandbox)
         "a, b = socket.socketpair(); a.close(); b.close()",
     ])
     assert statuses(result) == ["passed"] * 6, result
+
+
+def test_a_program_finds_no_earlier_candidate_in_its_memory():
+    """Hole 4: programs forked from the long-lived slot server inherited its freed memory, and one read an
+    earlier sample's source, output and private test from /proc/self/mem (one slot, three programs later).
+    Programs now start from a fresh interpreter image."""
+    secret = uuid.uuid4().hex
+    honest = Job(f"KEY = 'MUCODESECRET-{secret}'\nprint(KEY)\n", [f"assert KEY.endswith('{secret}')"])
+    scanner = (
+        "import ctypes, re\n"
+        "ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE, so /proc/self/mem is readable\n"
+        "PATTERN = re.compile(rb'MUCODESECRET\\-([0-9a-f]{32})')\n"
+        "def scan():\n"
+        "    found = set()\n"
+        "    with open('/proc/self/maps') as maps, open('/proc/self/mem', 'rb', 0) as mem:\n"
+        "        for line in maps:\n"
+        "            span, perms = line.split()[:2]\n"
+        "            start, end = (int(part, 16) for part in span.split('-'))\n"
+        "            if 'r' not in perms or end - start > 64 << 20:\n"
+        "                continue\n"
+        "            try:\n"
+        "                mem.seek(start)\n"
+        "                found.update(PATTERN.findall(mem.read(end - start)))\n"
+        "            except (OSError, ValueError, OverflowError):\n"
+        "                continue\n"
+        "    return found\n"
+        "FOUND = scan()\n"
+        "print(sorted(FOUND))\n"
+    )
+    with Sandbox(SMALL, workers=1, isolation="full") as one_slot:
+        assert all(one_slot.run(honest.code, honest.tests).passed for _ in range(3))
+        result = one_slot.run(scanner, [PASSES])
+    assert result.passed, result
+    assert "[" in result.output and secret not in result.output, result.output

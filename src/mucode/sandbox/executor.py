@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import json
-import linecache
+import marshal
 import os
 import resource
 import selectors
@@ -43,6 +44,7 @@ MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC = 32, 4096, 16384
 MS_NOATIME, MS_NODIRATIME, MS_RELATIME = 1024, 2048, 1 << 21
 MS_PRIVATE = 1 << 18
+F_SETPIPE_SZ = 1031
 MNT_DETACH = 2
 ST_TO_MS = {1: MS_RDONLY, 2: MS_NOSUID, 4: MS_NODEV, 8: MS_NOEXEC, 1024: MS_NOATIME, 2048: MS_NODIRATIME,
             4096: MS_RELATIME}
@@ -55,7 +57,11 @@ SYS_CAPSET = {"x86_64": 126, "aarch64": 91}.get(os.uname().machine)
 UID_BASE = 1_500_000_000  # host root: sandbox uid u > 0 is host uid UID_BASE + u; slot k runs as 1000 + k
 UID_COUNT = 65536
 SLOT_UID = 1000
-HARNESS = __file__
+# program.py's source, read now: after pivot_root the package's folder may not be visible (an editable install),
+# so each program runs it as ``python -c``.
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "program.py"), encoding="utf-8") as _file:
+    PROGRAM_SOURCE = _file.read()
+JOB_FD = 4  # where program.py reads its job (program.JOB_FD; the executor imports nothing of mucode)
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 MAX_RECORDS_BYTES = 4 << 20  # the result channel of one program; more than this is not read
 #: The statuses a test record may carry (mucode.types.TestStatus, written out: the executor imports no mucode).
@@ -404,77 +410,6 @@ def become_sandbox_root(privileged: bool, cgroups: Cgroups | None) -> None:
 # The program side: runs in the forked child, after isolation and privilege drop
 
 
-class TestTimeout(BaseException):
-    pass
-
-
-def _on_alarm(signum, frame):
-    raise TestTimeout
-
-
-def format_exception(exc: BaseException) -> str:
-    """A normal Python traceback with the harness's own frames removed."""
-    te = traceback.TracebackException.from_exception(exc)
-    _strip_harness(te, set())
-    return "".join(te.format()).rstrip("\n")
-
-
-def _strip_harness(te: traceback.TracebackException, seen: set[int]) -> None:
-    if id(te) in seen:
-        return
-    seen.add(id(te))
-    te.stack = traceback.StackSummary.from_list([f for f in te.stack if f.filename != HARNESS])
-    for chained in (te.__cause__, te.__context__):
-        if chained is not None:
-            _strip_harness(chained, seen)
-
-
-def _register_source(filename: str, source: str) -> None:
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-
-
-def _timed_exec(source: str, filename: str, namespace: dict, timeout: float) -> tuple[str, str]:
-    """Compile and run ``source``; return (status, error text) with status passed/failed/timeout."""
-    _register_source(filename, source)
-    signal.setitimer(signal.ITIMER_REAL, timeout)
-    try:
-        exec(compile(source, filename, "exec", dont_inherit=True), namespace)
-        status, error = "passed", ""
-    except TestTimeout:
-        status, error = "timeout", f"TimeoutError: the test did not finish within {timeout:g} seconds"
-    except BaseException as exc:  # the traceback is the feedback, so every exception becomes text
-        status, error = "failed", format_exception(exc)
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-    return status, error
-
-
-def run_tests(job: dict, channel: int, nonce: str) -> None:
-    """Run prelude + code + setup, then each test; write one JSON line per event to ``channel``.
-
-    Each record carries the slot's per-program nonce, so blind writes to the channel are ignored.
-    """
-    def record(**fields) -> None:
-        os.write(channel, (json.dumps({"n": nonce, **fields}) + "\n").encode())
-
-    signal.signal(signal.SIGALRM, _on_alarm)
-    timeout = job["limits"]["test_timeout"]
-    namespace: dict = {"__name__": "__solution__", "__builtins__": __builtins__}
-    for source, filename in ((job["prelude"], "prelude.py"), (job["code"], "solution.py"),
-                             (job["setup"], "setup.py")):
-        if not source:
-            continue
-        status, error = _timed_exec(source, filename, namespace, timeout)
-        if status != "passed":
-            record(load=status, error=error)
-            return
-    record(load="passed")
-    for index, test in enumerate(job["tests"]):
-        start = time.perf_counter()
-        status, error = _timed_exec(test, "test.py", namespace, timeout)
-        record(i=index, s=status, e=error[-8000:], t=round(time.perf_counter() - start, 6))
-
-
 def _set_limits(limits: dict, n_tests: int) -> None:
     mb = 1 << 20
     cpu = int(limits["cpu_seconds"] or program_wall_limit(limits, n_tests)) + 1
@@ -494,24 +429,23 @@ def _reset_stdio(output_fd: int) -> None:
     os.dup2(null, 0)
     os.dup2(output_fd, 1)
     os.dup2(output_fd, 2)
-    sys.stdin = open(0, closefd=False)  # noqa: SIM115 (these live until the process exits)
-    sys.stdout = open(1, "w", closefd=False, buffering=1)  # noqa: SIM115
-    sys.stderr = open(2, "w", closefd=False, buffering=1)  # noqa: SIM115
 
 
-def program_main(job: dict, nonce: str, slot: int, channel: int, output_fd: int, isolated: bool,
-                 privileged: bool, cgroup_fds: list[int], workdir: str) -> None:
-    """Everything between fork and the candidate's first line. Never returns."""
+def program_main(job_r: int, nonce: str, slot: int, channel: int, output_fd: int, isolated: bool,
+                 privileged: bool, cgroup_fds: list[int], limits: dict, n_tests: int, workdir: str) -> None:
+    """Everything between fork and the candidate's first line: isolate this child, then execute program.py
+    in it, which reads the job from ``job_r`` (as fd 4). Never returns."""
     try:
         os.dup2(channel, 3)  # first, so that a failure of the steps below is reported
+        os.dup2(job_r, JOB_FD)
         os.setsid()
         if isolated:  # its own System V IPC: shared memory and queues die with the program
             unshare(CLONE_NEWIPC)
         for fd in cgroup_fds:
             os.write(fd, b"0")  # "0" moves the writer; the fd was opened by the host's root
         _reset_stdio(output_fd)
-        os.closerange(4, 65536)
-        _set_limits(job["limits"], len(job["tests"]))
+        os.closerange(JOB_FD + 1, 65536)
+        _set_limits(limits, n_tests)
         if isolated and privileged:
             uid = SLOT_UID + slot
             os.chown(workdir, uid, uid)
@@ -524,16 +458,13 @@ def program_main(job: dict, nonce: str, slot: int, channel: int, output_fd: int,
         if isolated and SECCOMP_SUPPORTED:
             install_socket_filter()
         os.chdir(workdir)
-        os.environ.clear()
-        os.environ.update({"PATH": SAFE_PATH, "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8",
-                           "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
-        sys.argv = ["solution.py"]
-        run_tests(job, 3, nonce)
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except BaseException as exc:  # a harness failure must still end this process
+        environment = {"PATH": SAFE_PATH, "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8",
+                       "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        # A fresh image: the slot server's memory (earlier candidates' code, tests and output) is gone.
+        os.execve(sys.executable, [sys.executable, "-I", "-S", "-c", PROGRAM_SOURCE], environment)
+    except BaseException:  # a harness failure must still end this process
         with contextlib.suppress(OSError):
-            os.write(3, (json.dumps({"n": nonce, "harness": format_exception(exc)}) + "\n").encode())
+            os.write(3, (json.dumps({"n": nonce, "harness": traceback.format_exc()}) + "\n").encode())
     os._exit(0)
 
 
@@ -568,8 +499,10 @@ class Running:
 class Slot:
     """Runs the programs of one slot: fresh /tmp and /dev/shm, fork, watch, kill everything, report."""
 
-    def __init__(self, slot: int, isolated: bool, privileged: bool, cgroup_fds: list[int]) -> None:
+    def __init__(self, slot: int, isolated: bool, privileged: bool, cgroup_fds: list[int],
+                 site_paths: list[str]) -> None:
         self.slot, self.isolated, self.privileged, self.cgroup_fds = slot, isolated, privileged, cgroup_fds
+        self.site_paths = site_paths
         self.wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
@@ -591,22 +524,38 @@ class Slot:
         nonce = os.urandom(16).hex()
         channel_r, channel_w = os.pipe2(os.O_CLOEXEC)
         output_r, output_w = os.pipe2(os.O_CLOEXEC)
+        job_r, job_w = os.pipe2(os.O_CLOEXEC)
         os.set_blocking(channel_r, False)  # the program's ends stay blocking
         os.set_blocking(output_r, False)
         pid = os.fork()
         if pid == 0:
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            program_main(job, nonce, self.slot, channel_w, output_w, self.isolated, self.privileged,
-                         self.cgroup_fds, workdir)
+            program_main(job_r, nonce, self.slot, channel_w, output_w, self.isolated, self.privileged,
+                         self.cgroup_fds, job["limits"], len(job["tests"]), workdir)
         os.close(channel_w)
         os.close(output_w)
+        os.close(job_r)
+        with contextlib.suppress(OSError):  # room for the whole job, so the write never waits for the program
+            fcntl.fcntl(job_w, F_SETPIPE_SZ, 1 << 20)
+        self._send_job(job_w, {**job, "nonce": nonce, "site_paths": self.site_paths})
         state = Running(job, nonce, pid, time.monotonic() + program_wall_limit(job["limits"], len(job["tests"])))
         self._watch(state, {channel_r: state.take_records, output_r: state.take_output})
         self._kill_all(pid)
         if not self.isolated:
             _remove_tree(workdir)
         return _report(state)
+
+    @staticmethod
+    def _send_job(fd: int, job: dict) -> None:
+        """The job, to the program's fd 4, as program.py reads it (length, then marshal data: it loads faster
+        than JSON there). A program that died before reading it is reported as such."""
+        data = marshal.dumps(job)
+        view = memoryview(len(data).to_bytes(4, "big") + data)
+        with contextlib.suppress(BrokenPipeError):
+            while view:
+                view = view[os.write(fd, view):]
+        os.close(fd)
 
     def _watch(self, state: Running, readers: dict) -> None:
         """Collect records and output until the program exits and its pipes close, or its time is up."""
@@ -716,6 +665,7 @@ class Executor:
     def __init__(self, config: dict, isolated: bool, privileged: bool, cgroups: Cgroups | None,
                  in_fd: int, out_fd: int) -> None:
         self.isolated, self.privileged, self.cgroups = isolated, privileged, cgroups
+        self.site_paths: list[str] = config["site_paths"]
         self.in_fd, self.out_fd = in_fd, out_fd
         self.queue: list[dict] = []
         self.selector = selectors.DefaultSelector()
@@ -738,7 +688,7 @@ class Executor:
                     if os.fork():
                         os._exit(0)  # the slot server is reparented to the executor (PID 1)
                 cgroup_fds = self.cgroups.fds[index] if self.cgroups else []
-                Slot(index, self.isolated, self.privileged, cgroup_fds).serve(job_r, result_w)
+                Slot(index, self.isolated, self.privileged, cgroup_fds, self.site_paths).serve(job_r, result_w)
             except BaseException:
                 traceback.print_exc()
             os._exit(1)
