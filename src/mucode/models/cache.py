@@ -22,6 +22,7 @@ from typing import IO
 
 from mucode.errors import DataError
 from mucode.models.registry import ModelSpec
+from mucode.runs import write_json
 
 HOME_ENV = "MUCODE_HOME"
 DEFAULT_HOME = "~/.cache/mucode"
@@ -188,7 +189,4 @@ def _write_manifest(spec: ModelSpec, digest: str, source: str, home: Home) -> No
     """Write the manifest atomically (temporary sibling, then rename)."""
     manifest = Manifest(name=spec.name, file=spec.file, size=spec.size, sha256=digest, source=source,
                         time=datetime.now(UTC).isoformat(timespec="seconds"))
-    target = model_dir(spec, home) / MANIFEST
-    temporary = target.with_name(f"{MANIFEST}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(asdict(manifest), indent=2) + "\n")
-    os.replace(temporary, target)
+    write_json(model_dir(spec, home) / MANIFEST, asdict(manifest))

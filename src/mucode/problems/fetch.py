@@ -10,7 +10,6 @@ The cache root is the model cache's: ``$MUCODE_HOME`` or ``~/.cache/mucode``.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import urllib.error
 import urllib.request
 import zlib
@@ -21,6 +20,7 @@ from pathlib import Path
 from mucode.errors import DataError
 from mucode.models.cache import CHUNK, Home, Progress, model_home, write_verified
 from mucode.problems.datadir import DATA_DIR_ENV
+from mucode.runs import file_sha256
 
 CACHE_SUBDIR = "datasets"
 #: Seconds to wait for the server to answer (and between two reads of the body).
@@ -65,12 +65,9 @@ def cached_file(dataset: str, home: Home = None) -> Path | None:
     path = cache_dir(home) / release.file
     if not path.is_file():
         return None
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while block := stream.read(CHUNK):
-            digest.update(block)
-    if digest.hexdigest() != release.sha256:
-        raise DataError(f"{path} is not {release.file} as released (sha256 {digest.hexdigest()}, expected "
+    digest = file_sha256(path)
+    if digest != release.sha256:
+        raise DataError(f"{path} is not {release.file} as released (sha256 {digest}, expected "
                         f"{release.sha256}); delete it to download it again, or put the file you want in a folder "
                         f"and set {DATA_DIR_ENV} to it")
     return path
