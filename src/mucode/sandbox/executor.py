@@ -432,19 +432,24 @@ def _reset_stdio(output_fd: int) -> None:
 
 
 def program_main(job_r: int, nonce: str, slot: int, channel: int, output_fd: int, isolated: bool,
-                 privileged: bool, cgroup_fds: list[int], limits: dict, n_tests: int, workdir: str) -> None:
+                 privileged: bool, cgroup_fds: list[int], limits: dict, n_tests: int, workdir: str,
+                 calls: tuple[int, int] | None = None) -> None:
     """Everything between fork and the candidate's first line: isolate this child, then execute program.py
-    in it, which reads the job from ``job_r`` (as fd 4). Never returns."""
+    in it, which reads the job from ``job_r`` (as fd 4). ``calls``: strict grading's (reply, request) pipe ends,
+    as fds 5 and 6. Never returns."""
     try:
-        os.dup2(channel, 3)  # first, so that a failure of the steps below is reported
-        os.dup2(job_r, JOB_FD)
+        for fd in cgroup_fds:  # before any fd is renumbered: these numbers may be taken below
+            os.write(fd, b"0")  # "0" moves the writer; the fd was opened by the host's root
+        # Each pipe to its fixed number (3: verdicts, first, so that a failure below is reported; 4: the job;
+        # 5, 6: strict grading's calls), through copies above them, so no pipe is overwritten by another.
+        output, *sources = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in (output_fd, channel, job_r, *(calls or ()))]
+        for target, fd in enumerate(sources, start=3):
+            os.dup2(fd, target)
         os.setsid()
         if isolated:  # its own System V IPC: shared memory and queues die with the program
             unshare(CLONE_NEWIPC)
-        for fd in cgroup_fds:
-            os.write(fd, b"0")  # "0" moves the writer; the fd was opened by the host's root
-        _reset_stdio(output_fd)
-        os.closerange(JOB_FD + 1, 65536)
+        _reset_stdio(output)
+        os.closerange(JOB_FD + (3 if calls else 1), 65536)
         _set_limits(limits, n_tests)
         if isolated and privileged:
             uid = SLOT_UID + slot
@@ -524,27 +529,57 @@ class Slot:
         nonce = os.urandom(16).hex()
         channel_r, channel_w = os.pipe2(os.O_CLOEXEC)
         output_r, output_w = os.pipe2(os.O_CLOEXEC)
-        job_r, job_w = os.pipe2(os.O_CLOEXEC)
         os.set_blocking(channel_r, False)  # the program's ends stay blocking
         os.set_blocking(output_r, False)
+        helpers: list[int] = []
+        if job.get("grading") == "strict":
+            pid, helpers = self._start_strict(job, nonce, channel_w, output_w, workdir)
+        else:
+            pid = self._start(job, nonce, channel_w, output_w, workdir)
+        os.close(channel_w)
+        os.close(output_w)
+        state = Running(job, nonce, pid, time.monotonic() + program_wall_limit(job["limits"], len(job["tests"])))
+        self._watch(state, {channel_r: state.take_records, output_r: state.take_output})
+        for helper in helpers:  # strict grading's candidate process (killed with the rest when isolated)
+            _kill_group(helper)
+            _kill(helper)
+        self._kill_all(pid)
+        if not self.isolated:
+            _remove_tree(workdir)
+        return _report(state)
+
+    def _start(self, job: dict, nonce: str, channel_w: int, output_w: int, workdir: str,
+               calls: tuple[int, int] | None = None, role: str = "default", n_tests: int | None = None) -> int:
+        """Fork one program process and hand it its job; its pid. ``n_tests`` sizes its limits (the candidate
+        of strict grading gets no tests but answers calls for all of them)."""
+        job_r, job_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
         if pid == 0:
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             program_main(job_r, nonce, self.slot, channel_w, output_w, self.isolated, self.privileged,
-                         self.cgroup_fds, job["limits"], len(job["tests"]), workdir)
-        os.close(channel_w)
-        os.close(output_w)
+                         self.cgroup_fds, job["limits"], len(job["tests"]) if n_tests is None else n_tests, workdir,
+                         calls)
         os.close(job_r)
         with contextlib.suppress(OSError):  # room for the whole job, so the write never waits for the program
             fcntl.fcntl(job_w, F_SETPIPE_SZ, 1 << 20)
-        self._send_job(job_w, {**job, "nonce": nonce, "site_paths": self.site_paths})
-        state = Running(job, nonce, pid, time.monotonic() + program_wall_limit(job["limits"], len(job["tests"])))
-        self._watch(state, {channel_r: state.take_records, output_r: state.take_output})
-        self._kill_all(pid)
-        if not self.isolated:
-            _remove_tree(workdir)
-        return _report(state)
+        self._send_job(job_w, {**job, "nonce": nonce, "site_paths": self.site_paths, "role": role})
+        return pid
+
+    def _start_strict(self, job: dict, nonce: str, channel_w: int, output_w: int,
+                      workdir: str) -> tuple[int, list[int]]:
+        """Strict grading: the candidate (no tests, no nonce, no verdict channel) and the tester, joined by a
+        pipe each way; (the tester's pid, [the candidate's pid])."""
+        request_r, request_w = os.pipe2(os.O_CLOEXEC)
+        reply_r, reply_w = os.pipe2(os.O_CLOEXEC)
+        null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        candidate_job = {**job, "tests": [], "nonce": ""}
+        candidate = self._start(candidate_job, "", null, output_w, workdir, (request_r, reply_w), "candidate",
+                                len(job["tests"]))
+        tester = self._start(job, nonce, channel_w, output_w, workdir, (reply_r, request_w), "tester")
+        for fd in (request_r, request_w, reply_r, reply_w, null):
+            os.close(fd)
+        return tester, [candidate]
 
     @staticmethod
     def _send_job(fd: int, job: dict) -> None:
