@@ -120,7 +120,7 @@ class DataSection(_section("DataFields", (RolloutConfig, ["split", "policy", "li
 
 
 class RolloutSection(_section("RolloutFields", (RolloutConfig, ["rollouts", "turns", "temperature", "top_p",
-                                                                "max_tokens", "template", "batch_size",
+                                                                "max_tokens", "template", "grading", "batch_size",
                                                                 "workers"]))):  # type: ignore[misc]
     """Data collection (`mucode.rollout.RolloutConfig`, docs/method.md §3): 15 rollouts × 3 turns at
     temperature 0.7 in the paper."""
@@ -152,7 +152,7 @@ class ExpertSection(_section("ExpertFields", (ExpertConfig, ["beta_oracle", "bet
 
 
 class EvalSection(_section("EvalFields", (SearchConfig, ["greedy", "n", "turns", "selector", "searches",
-                                                         "temperature", "max_tokens", "seed"]),
+                                                         "temperature", "max_tokens", "seed", "grading"]),
                            (EvalConfig, ["policy", "limit", "ids", "batch_size"]),
                            name=(str, ...), dataset=(str, "mbpp"), split=(str | None, "test"),
                            template=(str | None, None))):  # type: ignore[misc]

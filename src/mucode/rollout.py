@@ -69,6 +69,7 @@ class RolloutConfig:
     seed: int = 0
     template: str = DEFAULT_TEMPLATE
     stop_on: str = "oracle"
+    grading: str = "default"
     limit: int | None = None
     ids: tuple[str, ...] = ()
     workers: int | None = None
@@ -86,7 +87,8 @@ class RolloutConfig:
         self.sampling()
 
     def episode(self) -> EpisodeConfig:
-        return EpisodeConfig(max_turns=self.turns, template=self.template, stop_on=self.stop_on)
+        return EpisodeConfig(max_turns=self.turns, template=self.template, stop_on=self.stop_on,
+                             grading=self.grading)
 
     def sampling(self) -> SamplingParams:
         return SamplingParams(n=1, temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens,
@@ -102,12 +104,14 @@ def rollout(config: RolloutConfig) -> dict[str, Any]:
             open_sandbox(config.workers, dataset_limits(config.dataset)) as sandbox:
         return run_rollouts(problems, backend, sandbox, rollouts=config.rollouts, turns=config.turns,
                             params=config.sampling(), template=config.template, stop_on=config.stop_on,
+                            grading=config.grading,
                             out_dir=config.out, progress=config.progress, batch_size=config.batch_size,
                             force=config.force, source=source)
 
 
 def run_rollouts(problems: Sequence[Problem], backend: Backend, sandbox: SandboxLike, *, rollouts: int,
                  turns: int, params: SamplingParams, template: str = DEFAULT_TEMPLATE, stop_on: str = "oracle",
+                 grading: str = "default",
                  out_dir: str | os.PathLike[str], progress: bool | None = None,
                  batch_size: int = DEFAULT_BATCH_SIZE, force: bool = False,
                  source: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -123,7 +127,7 @@ def run_rollouts(problems: Sequence[Problem], backend: Backend, sandbox: Sandbox
     check_positive("batch_size", batch_size)
     if params.n != 1 or params.seed is None:
         raise ConfigError(f"rollouts sample n=1 with an integer seed, got n={params.n}, seed={params.seed}")
-    episode_config = EpisodeConfig(max_turns=turns, template=template, stop_on=stop_on)
+    episode_config = EpisodeConfig(max_turns=turns, template=template, stop_on=stop_on, grading=grading)
     # The rollout count is not part of the identity: records are keyed and seeded by their index, so a run
     # can be extended to more rollouts (or fewer summarised) without changing any record.
     identity = {"format": ROLLOUT_FORMAT, **backend_identity(backend), "sampling": params.to_dict(),

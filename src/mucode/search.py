@@ -182,6 +182,7 @@ class SearchConfig:
     seed: int = 0
     template: str = DEFAULT_TEMPLATE
     greedy: bool = False
+    grading: str = "default"
 
     def __post_init__(self) -> None:
         if self.greedy and self.n not in (None, 1):
@@ -203,14 +204,16 @@ class SearchConfig:
 
     def episode(self) -> EpisodeConfig:
         """Search always stops at the first public pass (the paper's rule, docs/method.md §2.6)."""
-        return EpisodeConfig(max_turns=self.turns, template=self.template, stop_on="public")
+        return EpisodeConfig(max_turns=self.turns, template=self.template, stop_on="public", grading=self.grading)
 
     def sampling(self) -> SamplingParams:
         return SamplingParams(n=self.n or 1, temperature=self.temperature or 0.0, top_p=self.top_p,
                               max_tokens=self.max_tokens, seed=self.seed)
 
     def to_dict(self) -> dict[str, Any]:
-        return {item.name: getattr(self, item.name) for item in fields(self)}
+        """The fields; ``grading`` only when strict, so results and run identities from before it are unchanged."""
+        return {item.name: getattr(self, item.name) for item in fields(self)
+                if item.name != "grading" or self.grading != "default"}
 
 
 # ------------------------------------------------------------------------------------------ the search
@@ -252,7 +255,7 @@ def _search_step(active: Sequence[_Search], backend: Backend, sandbox: SandboxLi
     completions = generate_seeded(backend, [item.episode.messages for item in active], params, seeds, throughput)
     results = evaluate_candidates([(item.episode.problem, choice.text)
                                    for item, choices in zip(active, completions, strict=True) for choice in choices],
-                                  sandbox)
+                                  sandbox, config.grading)
     for position, (item, choices, seed) in enumerate(zip(active, completions, seeds, strict=True)):
         candidates = results[position * params.n:(position + 1) * params.n]
         scores = _scores(scorer, item.episode.problem, candidates) if scorer is not None else None

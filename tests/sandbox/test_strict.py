@@ -88,3 +88,29 @@ def test_a_call_that_hangs_times_out_and_the_next_test_still_runs(sandbox):
 def test_an_unknown_grading_is_a_config_error():
     with pytest.raises(ConfigError, match="grading must be one of default, strict"):
         Job("", [], grading="lenient")
+
+
+def test_episodes_and_mucode_evaluate_grade_strictly_when_asked(sandbox, tmp_path):
+    import json
+
+    from mucode.env import EpisodeConfig, evaluate_candidates
+    from mucode.evaluate import EvaluateConfig, evaluate
+    from mucode.types import Problem
+
+    problem = Problem("inc", "Write inc.", "inc", ("assert inc(1) == 2",), ("assert inc(2) == 3",))
+    reply = "```python\n" + HACKS["always-equal"] + "```"
+    assert evaluate_candidates([(problem, reply)], sandbox)[0].passed
+    assert not evaluate_candidates([(problem, reply)], sandbox, "strict")[0].passed
+    assert EpisodeConfig(grading="strict").to_dict()["grading"] == "strict"
+    assert "grading" not in EpisodeConfig().to_dict()  # records from before the option are unchanged
+
+    problems = tmp_path / "inc.jsonl"
+    problems.write_text(json.dumps({"task_id": "inc", "prompt": "p", "entry_point": "inc",
+                                    "public_tests": ["assert inc(1) == 2"], "private_tests": ["assert inc(2) == 3"],
+                                    "setup_code": "", "solution": None}) + "\n")
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text(json.dumps({"task_id": "inc", "solution": HACKS["always-equal"]}) + "\n")
+    for grading, passed in (("default", 1.0), ("strict", 0.0)):
+        results = evaluate(EvaluateConfig(dataset=str(problems), samples=str(samples), out=str(tmp_path / "r.json"),
+                                          workers=1, grading=grading, progress=False))
+        assert results["pass_at_k"]["pass@1"] == passed and results["config"]["grading"] == grading

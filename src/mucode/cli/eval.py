@@ -15,7 +15,8 @@ from mucode.cli.rollout import rate
 from mucode.search import EvalConfig, SearchConfig, run_eval
 
 #: The search options `mucode eval` and `mucode solve` share.
-SEARCH_OPTIONS = ["n", "turns", "selector", "temperature", "top_p", "max_tokens", "seed", "greedy", "template"]
+SEARCH_OPTIONS = ["n", "turns", "selector", "temperature", "top_p", "max_tokens", "seed", "greedy", "template",
+                  "grading"]
 
 
 @derived((EvalConfig, ["model", "dataset", "backend", "split", "policy"]),

