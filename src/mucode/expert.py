@@ -28,6 +28,7 @@ from typing import Any, Literal, get_args
 from mucode.env import Turn
 from mucode.errors import ConfigError, DataError
 from mucode.records import Trajectory
+from mucode.rollout import group_by_task
 
 Method = Literal["mucode", "mucode-ov", "mucode-lv", "rft-single", "rft-multi", "rft-multi-hindsight", "rft-lv"]
 METHODS: tuple[str, ...] = get_args(Method)
@@ -155,7 +156,7 @@ def build_examples(records: Sequence[Trajectory], config: ExpertConfig,
                           "mucode-ov / rft-multi)")
     builder = _BUILDERS[config.method]
     examples: list[SFTExample] = []
-    for task_id, group in _by_task(records).items():
+    for task_id, group in group_by_task(records).items():
         examples.extend(builder(task_id, group, config, scores))
     return examples
 
@@ -163,7 +164,7 @@ def build_examples(records: Sequence[Trajectory], config: ExpertConfig,
 def candidate_codes(records: Iterable[Trajectory], which: str = "all") -> dict[str, list[str]]:
     """The distinct codes to score per task (what the verifier must rate before relabelling)."""
     codes: dict[str, list[str]] = {}
-    for task_id, group in _by_task(records).items():
+    for task_id, group in group_by_task(records).items():
         codes[task_id] = list(dict.fromkeys(c.code for c in _candidates(task_id, group, which, None)))
     return codes
 
@@ -312,10 +313,3 @@ def _score(task_id: str, code: str, scores: Scores | None) -> float | None:
     except KeyError:
         raise DataError(f"no verifier score for a code of task {task_id} (score the same records that are "
                         "relabelled)") from None
-
-
-def _by_task(records: Iterable[Trajectory]) -> dict[str, list[Trajectory]]:
-    groups: dict[str, list[Trajectory]] = {}
-    for record in records:
-        groups.setdefault(str(record.task_id), []).append(record)
-    return groups

@@ -35,6 +35,7 @@ from mucode.problems.registry import EVALPLUS_DATASETS
 from mucode.records import ROLLOUT_FORMAT, TRAJECTORIES_FILE, Generation, SearchRecord, Trajectory
 from mucode.runs import RecordLog, pin_run_dir, progress_bar, write_json
 from mucode.sandbox import Limits, Sandbox
+from mucode.sandbox.core import DEFAULT_GRADING
 from mucode.types import Problem
 
 SUMMARY_FILE = "summary.json"
@@ -69,7 +70,7 @@ class RolloutConfig:
     seed: int = 0
     template: str = DEFAULT_TEMPLATE
     stop_on: str = "oracle"
-    grading: str = "default"
+    grading: str = DEFAULT_GRADING
     limit: int | None = None
     ids: tuple[str, ...] = ()
     workers: int | None = None
@@ -111,7 +112,7 @@ def rollout(config: RolloutConfig) -> dict[str, Any]:
 
 def run_rollouts(problems: Sequence[Problem], backend: Backend, sandbox: SandboxLike, *, rollouts: int,
                  turns: int, params: SamplingParams, template: str = DEFAULT_TEMPLATE, stop_on: str = "oracle",
-                 grading: str = "default",
+                 grading: str = DEFAULT_GRADING,
                  out_dir: str | os.PathLike[str], progress: bool | None = None,
                  batch_size: int = DEFAULT_BATCH_SIZE, force: bool = False,
                  source: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -46,6 +46,7 @@ from mucode.rollout import (
 )
 from mucode.runs import RecordLog, pin_run_dir, progress_bar, versions, write_json
 from mucode.samples import Sample, write_samples
+from mucode.sandbox.core import DEFAULT_GRADING
 from mucode.types import Problem, TestVerdict
 
 EVAL_FORMAT = "mucode.eval/1"
@@ -182,7 +183,7 @@ class SearchConfig:
     seed: int = 0
     template: str = DEFAULT_TEMPLATE
     greedy: bool = False
-    grading: str = "default"
+    grading: str = DEFAULT_GRADING
 
     def __post_init__(self) -> None:
         if self.greedy and self.n not in (None, 1):
@@ -213,7 +214,7 @@ class SearchConfig:
     def to_dict(self) -> dict[str, Any]:
         """The fields; ``grading`` only when strict, so results and run identities from before it are unchanged."""
         return {item.name: getattr(self, item.name) for item in fields(self)
-                if item.name != "grading" or self.grading != "default"}
+                if item.name != "grading" or self.grading != DEFAULT_GRADING}
 
 
 # ------------------------------------------------------------------------------------------ the search

