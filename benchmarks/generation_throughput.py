@@ -1,10 +1,13 @@
 """Generation throughput: aggregate tokens/s sampling 8 completions of up to 256 tokens for 8 MBPP prompts.
 
-    python benchmarks/generation_throughput.py [--models A,B] [--baseline-prompts 1] [--hf-batch 64]
+    python benchmarks/generation_throughput.py [--models A,B] [--openvino int8,int4] [--baseline-prompts 1]
+                                               [--hf-batch 64]
 
 Paths measured in the same run on the same prompts (the paper's prompt template, MBPP test split):
-- mucode's default CPU path, the llamacpp backend (GGUF, batched multi-sequence decoding), once per model in
-  ``--models``: by default the official Q4_K_M file and its Q4_0 requantisation (docs/models.md says why);
+- the llamacpp backend (GGUF, batched multi-sequence decoding), once per model in ``--models``: by default
+  the official Q4_K_M file and its Q4_0 requantisation (docs/models.md says why);
+- the openvino backend (continuous batching, prefix caching) on the first model, once per weight format in
+  ``--openvino`` (int8 = Q8_0, int4 = Q4_0 requantisations of that file; empty to skip);
 - plain transformers `generate` at batch 1 in fp32 (the reference implementation's local path), one completion
   at a time;
 - transformers `generate` batched (all samples of a prompt in one call) in bf16;
@@ -19,10 +22,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 
 from mucode.backends import SamplingParams, load_backend
+from mucode.backends.auto import machine_fingerprint
 from mucode.env import build_prompt
 from mucode.models import resolve_model
 from mucode.problems import load_problems
@@ -90,6 +93,7 @@ def main() -> None:
     parser.add_argument("--baseline-prompts", type=int, default=1, help="prompts for the transformers paths")
     parser.add_argument("--skip-baselines", action="store_true")
     parser.add_argument("--hf-batch", type=int, default=0, help="also measure the hf backend at this batch size")
+    parser.add_argument("--openvino", default="int8,int4", help="openvino weight formats to measure (empty: none)")
     args = parser.parse_args()
 
     problems = load_problems("mbpp", "test")[: args.prompts]
@@ -99,6 +103,9 @@ def main() -> None:
     models = args.models.split(",")
     rows = [(f"mucode llamacpp, {model}", args.prompts, *mucode_path("llamacpp", model, conversations, params))
             for model in models]
+    for weights in filter(None, args.openvino.split(",")):
+        rows.append((f"mucode openvino, {weights}, {models[0]}", args.prompts,
+                     *mucode_path("openvino", models[0], conversations, params, weights=weights)))
     if args.hf_batch:
         rows.append((f"mucode hf, bf16, batch {args.hf_batch}, {models[0]}", args.prompts,
                      *mucode_path("hf", models[0], conversations, params, dtype="bf16",
@@ -110,16 +117,17 @@ def main() -> None:
                               ("transformers generate, batched, bf16", True)):
             baselines.append((name, len(subset), *transformers_path(models[0], subset, params, batched=batched)))
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; {args.samples} samples x <= {args.max_tokens} "
+    print(f"machine: {machine_fingerprint()}; {args.samples} samples x <= {args.max_tokens} "
           f"tokens per prompt, temperature 0.7; baselines load {models[0]}")
     print()
     header = "".join(f" vs {name.removeprefix('transformers generate, ')} |" for name, *_ in baselines)
-    print(f"| path | prompts | tokens | seconds | tok/s |{header}")
-    print("|---|---|---|---|---|" + "---|" * len(baselines))
+    print(f"| path | prompts | tokens | seconds | tok/s | vs llamacpp {models[0]} |{header}")
+    print("|---|---|---|---|---|---|" + "---|" * len(baselines))
+    reference = rows[0][2] / rows[0][3]
     for name, prompts, tokens, seconds in rows + baselines:
         rate = tokens / seconds
         ratios = "".join(f" {rate / (b_tokens / b_seconds):.1f}x |" for _, _, b_tokens, b_seconds in baselines)
-        print(f"| {name} | {prompts} | {tokens} | {seconds:.1f} | {rate:.1f} |{ratios}")
+        print(f"| {name} | {prompts} | {tokens} | {seconds:.1f} | {rate:.1f} | {rate / reference:.2f}x |{ratios}")
 
 
 if __name__ == "__main__":

@@ -77,6 +77,8 @@ def _install_guards() -> None:
             for name in ("llama_model_load_from_file", "llama_load_model_from_file", "llama_model_load_from_splits",
                          "llama_model_quantize"):
                 _wrap(module, name, f"loads a GGUF model through llama.cpp ({name})")
+    if "openvino_genai" in sys.modules:  # OpenVINO GenAI builds its model from the GGUF in the pipeline
+        _wrap(sys.modules["openvino_genai"], "ContinuousBatchingPipeline", "loads a model through OpenVINO GenAI")
     if "transformers" in sys.modules:  # from_pretrained builds the model first, so this catches loads too
         modeling = importlib.import_module("transformers.modeling_utils")
         _wrap(modeling.PreTrainedModel, "__init__", "builds a transformers model")

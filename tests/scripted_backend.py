@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from mucode.backends import Backend, Completion, Conversation, GenerationStats, SamplingParams
+from mucode.backends import Backend, Completion, Conversation, GenerationStats, Request, SamplingParams
 from mucode.types import Problem
 
 PROBLEMS = [
@@ -85,3 +85,44 @@ class PositionalBackend(ScriptedBackend):
 
     def generate(self, conversations: Sequence[Conversation], params: SamplingParams) -> list[list[Completion]]:
         return self._generate(conversations, params, None)
+
+
+@dataclass
+class ContinuousScriptedBackend(ScriptedBackend):
+    """The same replies through the request-level interface of a continuous-batching engine: a request of
+    seed s takes ``1 + s % 4`` steps, every step advances all running requests, new ones join at once.
+
+    ``log`` records ("submit", task, turn) and ("done", task, turn) in order, for interleaving checks;
+    ``on_step`` (if set) is called at every step.
+    """
+
+    log: list[tuple[str, str, int]] = field(default_factory=list)
+    on_step: object = None
+    continuous = True
+    _running: dict = field(default_factory=dict)
+
+    def submit(self, request: Request) -> int:
+        ticket = next(self._tickets)
+        conversation = request.conversation
+        self.log.append(("submit", task_of(conversation), turn_of(conversation)))
+        self._running[ticket] = [request, 1 + request.seed % 4]
+        return ticket
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._running)
+
+    def step(self) -> list[tuple[int, list[Completion]]]:
+        if callable(self.on_step):
+            self.on_step()
+        time.sleep(self.sleep)
+        finished = []
+        for ticket, entry in list(self._running.items()):
+            entry[1] -= 1
+            if entry[1] == 0:
+                request = entry[0]
+                del self._running[ticket]
+                self.log.append(("done", task_of(request.conversation), turn_of(request.conversation)))
+                (completions,) = self._generate([request.conversation], request.params, [request.seed])
+                finished.append((ticket, completions))
+        return finished

@@ -8,7 +8,7 @@ Iteration k (1..K) with generator G_{k-1} (G_0 = the base model):
    verifier (the paper relabels all data; ``expert.rescore = false`` keeps earlier examples as they were,
    as the reference does);
 4. ``sft``: fine-tune from the base model (``sft.init``) on the examples (`mucode.training`);
-5. ``export``: the fine-tuned model as GGUF for the llama.cpp backend (`mucode.export`); with
+5. ``export``: the fine-tuned model as GGUF for the GGUF engines, llamacpp and openvino (`mucode.export`); with
    ``sft.select = "validation"``, every epoch's model is exported and searched greedily on the validation
    split instead, and the best becomes G_k (the paper chooses its checkpoint on MBPP validation).
 
@@ -39,7 +39,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
-from mucode.backends import DEFAULT_BACKEND
+from mucode.backends import DEFAULT_BACKEND, resolve_backend
 from mucode.errors import ConfigError, MucodeError
 from mucode.evaluate import RESULT_PACKAGES
 from mucode.expert import METHODS, ExpertConfig, build_examples, summarize_examples
@@ -61,6 +61,8 @@ STAGE_FILE = "stage.json"
 STAGE_PACKAGES = (*RESULT_PACKAGES, "torch", "transformers", "peft", "accelerate", "llama_cpp_python", "gguf")
 EXAMPLES_FILE = "examples.jsonl"
 EXPORT_FILE = "model.gguf"
+#: The GGUF engines and the type fine-tuned generators are exported in for each (``export_ftype`` unset).
+EXPORT_FTYPES = {"llamacpp": "q4_k_m", "openvino": "q8_0"}
 REPORT_FILE = "report.md"
 #: How reports name each method's generators.
 METHOD_LABELS = {"instruct": "Instruct", "mucode": "μCode", "mucode-ov": "μCode_OV", "mucode-lv": "μCode_LV",
@@ -95,14 +97,17 @@ def _section(model_name: str, /, *sources: tuple[type, Sequence[str]], **extra: 
 
 
 class GeneratorSection(_Section):
-    """The model being trained and how it generates. ``export_ftype`` is the GGUF type fine-tuned generators
-    are written in for the llamacpp backend (q4_k_m matches the official base files)."""
+    """The model being trained and how it generates. ``backend = "auto"`` is resolved once per run (the
+    fastest installed CPU engine, `mucode.backends.auto`). ``export_ftype`` is the GGUF type fine-tuned
+    generators are written in for the GGUF engines; by default the engine's own: q4_k_m for llamacpp (matches
+    the official base files), q8_0 for openvino (its int8 weights)."""
 
     base: str = DEFAULT_MODEL
-    backend: Literal["llamacpp", "hf"] = DEFAULT_BACKEND  # type: ignore[assignment]
-    #: Keyword options of the backend: ``dtype`` for hf, ``n_ctx``/``kv_layout``/``threads`` for llamacpp.
+    backend: Literal["auto", "llamacpp", "openvino", "hf"] = DEFAULT_BACKEND  # type: ignore[assignment]
+    #: Keyword options of the backend: ``dtype`` for hf, ``n_ctx``/``kv_layout``/``threads`` for llamacpp,
+    #: ``weights``/``cache_gb`` for openvino.
     options: dict[str, Any] = Field(default_factory=dict)
-    export_ftype: str = "q4_k_m"
+    export_ftype: str | None = None
 
 
 class DataSection(_section("DataFields", (RolloutConfig, ["split", "policy", "limit", "ids"]),
@@ -120,7 +125,8 @@ class DataSection(_section("DataFields", (RolloutConfig, ["split", "policy", "li
 
 
 class RolloutSection(_section("RolloutFields", (RolloutConfig, ["rollouts", "turns", "temperature", "top_p",
-                                                                "max_tokens", "template", "grading", "batch_size",
+                                                                "max_tokens", "template", "grading", "stop_at_code_end",
+                                                                "batch_size",
                                                                 "workers"]))):  # type: ignore[misc]
     """Data collection (`mucode.rollout.RolloutConfig`, docs/method.md §3): 15 rollouts × 3 turns at
     temperature 0.7 in the paper."""
@@ -152,7 +158,8 @@ class ExpertSection(_section("ExpertFields", (ExpertConfig, ["beta_oracle", "bet
 
 
 class EvalSection(_section("EvalFields", (SearchConfig, ["greedy", "n", "turns", "selector", "searches",
-                                                         "temperature", "max_tokens", "seed", "grading"]),
+                                                         "temperature", "max_tokens", "seed", "grading",
+                                                         "stop_at_code_end"]),
                            (EvalConfig, ["policy", "limit", "ids", "batch_size"]),
                            name=(str, ...), dataset=(str, "mbpp"), split=(str | None, "test"),
                            template=(str | None, None))):  # type: ignore[misc]
@@ -342,6 +349,14 @@ class Pipeline:
         self.config, self.out, self.progress, self.log = config, Path(out).expanduser(), progress, log
         self.config_file = Path(config_file) if config_file else None
         self._check_generator()
+        self._engine: str | None = None
+
+    @property
+    def engine(self) -> str:
+        """The generation backend every stage uses: the configured one, ``auto`` resolved once per run."""
+        if self._engine is None:
+            self._engine = resolve_backend(self.config.generator.backend, self.config.generator.base)
+        return self._engine
 
     def run(self) -> dict[str, Any]:
         """All stages; returns (and writes to ``summary.json``) every evaluated generator's key numbers."""
@@ -381,13 +396,11 @@ class Pipeline:
     def _rollouts(self, k: int, generator: Generator) -> dict[str, Any]:
         section, data = self.config.rollouts, self.config.data
         folder = self._iteration(k) / "rollouts"
+        # Every field of the section (grading and stop_at_code_end included) reaches the library's config.
         rollout_config = RolloutConfig(
-            model=generator.model, dataset=data.dataset, out=str(folder), backend=self.config.generator.backend,
-            split=data.split, policy=data.policy, rollouts=section.rollouts, turns=section.turns,
-            temperature=section.temperature, top_p=section.top_p, max_tokens=section.max_tokens,
-            seed=_iteration_seed(k), template=section.template, limit=data.limit, ids=tuple(data.ids),
-            workers=section.workers, batch_size=section.batch_size, progress=self.progress,
-            backend_options=self.config.generator.options)
+            model=generator.model, dataset=data.dataset, out=str(folder), backend=self.engine, split=data.split,
+            policy=data.policy, seed=_iteration_seed(k), limit=data.limit, ids=tuple(data.ids),
+            progress=self.progress, backend_options=self.config.generator.options, **section.model_dump())
 
         def work() -> dict[str, Any]:
             summary = rollout(rollout_config)
@@ -497,13 +510,13 @@ class Pipeline:
 
     def _runnable(self, model: Path, folder: Path, name: str) -> str:
         """What the generation backend loads: the transformers folder itself (hf) or its GGUF export."""
-        if self.config.generator.backend != "llamacpp":
+        if self.engine not in EXPORT_FTYPES:
             return str(model)
         from mucode.export import export_gguf
         from mucode.models.resolve import resolve_model
 
         target = folder / EXPORT_FILE
-        ftype = self.config.generator.export_ftype
+        ftype = self.config.generator.export_ftype or EXPORT_FTYPES[self.engine]
         template = resolve_model(self.config.generator.base).path
 
         def work() -> dict[str, Any]:
@@ -567,7 +580,7 @@ class Pipeline:
         """One search stage: `mucode eval` of ``generator`` into ``folder``; its key numbers."""
         eval_config = EvalConfig(model=generator.model, dataset=entry.dataset, out=str(folder),
                                  search=entry.search(self.config.rollouts.template),
-                                 backend=self.config.generator.backend, split=entry.split, policy=entry.policy,
+                                 backend=self.engine, split=entry.split, policy=entry.policy,
                                  limit=entry.limit, ids=tuple(entry.ids), verifier=str(verifier) if verifier else None,
                                  batch_size=entry.batch_size, progress=self.progress, label=generator.label,
                                  backend_options=self.config.generator.options)
@@ -649,7 +662,7 @@ class Pipeline:
         if self.config.verifier.backbone and verifier_used:
             resolve_model(self.config.verifier.backbone)
         self._check_datasets()
-        if self.config.generator.backend == "llamacpp" and ref.format != "gguf" and self.config.training_iterations:
+        if self.config.generator.backend in EXPORT_FTYPES and ref.format != "gguf" and self.config.training_iterations:
             raise ConfigError(f"generator.base {self.config.generator.base!r} is not a GGUF file: fine-tuned "
                               "models are exported to GGUF using the base file as template; use backend = \"hf\"")
 

@@ -1,33 +1,32 @@
 """Rollouts: N multi-turn episodes per problem → one trajectory record per line, resumable (docs/method.md §3).
 
-`run_rollouts` drives episodes in batches: at each step the next-turn conversations of all active episodes go
-to one `Backend.generate` call (n = 1 each) and their replies to one `step_episodes` call. Finished
+`run_rollouts` runs episodes with the asynchronous driver (`mucode.driver`): each episode's next-turn request
+(n = 1) joins the backend's running batch as soon as its previous reply has been tested, and finished
 trajectories are appended to ``<out_dir>/trajectories.jsonl`` as they finish. Each completion's seed is derived
 from (base seed, task id, rollout index, turn) — never from its position in a batch — so a run resumed after
 ``kill -9`` regenerates exactly what an uninterrupted run would, and the records it skips are exactly the ones
 already on disk.
 
 The run-folder machinery (the record file, pinning the folder to its config, progress) is `mucode.runs`;
-the record is `mucode.records.Trajectory`. `generate_seeded`, `select_problems` and `open_sandbox` are shared
-with multi-turn Best-of-N (`mucode.search`).
+the record is `mucode.records.Trajectory`. `select_problems` and `open_sandbox` are shared with multi-turn
+Best-of-N (`mucode.search`).
 """
 
 from __future__ import annotations
 
-import inspect
 import os
 import warnings
-from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from mucode import defaults
-from mucode.backends import DEFAULT_BACKEND, Backend, Completion, Conversation, SamplingParams, load_backend
-from mucode.backends.base import derive_seed
-from mucode.env import DEFAULT_TEMPLATE, Episode, EpisodeConfig, SandboxLike, step_episodes
-from mucode.errors import BackendError, ConfigError, check_positive
+from mucode.backends import DEFAULT_BACKEND, Backend, Completion, SamplingParams, load_backend
+from mucode.backends.base import Request, derive_seed, takes_seeds
+from mucode.driver import Throughput, drive
+from mucode.env import CODE_BLOCK_END, DEFAULT_TEMPLATE, CandidateResult, Episode, EpisodeConfig, SandboxLike
+from mucode.errors import ConfigError, check_positive
 from mucode.metrics import DEFAULT_KS, mean_rate, pass_at_k_estimates, rate_within_turns
 from mucode.problems import dataset_fingerprint, load_problems, normalize_task_id
 from mucode.problems.evalplus import TEST_TIMEOUT as EVALPLUS_TEST_TIMEOUT
@@ -39,8 +38,8 @@ from mucode.sandbox.core import DEFAULT_GRADING
 from mucode.types import Problem
 
 SUMMARY_FILE = "summary.json"
-#: Episodes in flight at once. A finished episode's slot is refilled at the next step, so the batch stays
-#: full; at most this many trajectories are lost (and regenerated) when a run is killed.
+#: Episodes in flight at once. A finished episode's slot is refilled at once, so the batch stays full; at most
+#: this many trajectories are lost (and regenerated) when a run is killed.
 DEFAULT_BATCH_SIZE = 64
 
 R = TypeVar("R", Trajectory, SearchRecord)
@@ -71,6 +70,7 @@ class RolloutConfig:
     template: str = DEFAULT_TEMPLATE
     stop_on: str = "oracle"
     grading: str = DEFAULT_GRADING
+    stop_at_code_end: bool = False
     limit: int | None = None
     ids: tuple[str, ...] = ()
     workers: int | None = None
@@ -93,7 +93,7 @@ class RolloutConfig:
 
     def sampling(self) -> SamplingParams:
         return SamplingParams(n=1, temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens,
-                              seed=self.seed)
+                              seed=self.seed, stop=(CODE_BLOCK_END,) if self.stop_at_code_end else ())
 
 
 def rollout(config: RolloutConfig) -> dict[str, Any]:
@@ -139,8 +139,9 @@ def run_rollouts(problems: Sequence[Problem], backend: Backend, sandbox: Sandbox
     todo = [(problem, index) for problem in problems for index in range(rollouts)
             if (problem.task_id, index) not in done]
     throughput = Throughput()
+    walks = (_Rollout(Episode.start(problem, episode_config), index, params) for problem, index in todo)
     with progress_bar(len(todo), progress, "rollouts") as advance:
-        for finished in _rollout_steps(todo, backend, sandbox, params, episode_config, batch_size, throughput):
+        for finished in drive(walks, backend, sandbox, batch_size, throughput):
             log.append([_trajectory(item, backend, params).to_dict() for item in finished])
             advance(len(finished))
     selected = {problem.task_id for problem in problems}
@@ -160,30 +161,25 @@ def run_rollouts(problems: Sequence[Problem], backend: Backend, sandbox: Sandbox
 
 @dataclass
 class _Rollout:
+    """One episode as a walk of the driver: one completion per turn, committed as it is."""
+
     episode: Episode
     index: int
+    params: SamplingParams
     generation: list[Generation] = field(default_factory=list)
 
+    def seed(self) -> int:
+        """The seed of the current turn's completion: (base seed, task, rollout, turn)."""
+        return derive_seed(self.params.seed, self.episode.problem.task_id, self.index, len(self.episode.turns) + 1)
 
-def _rollout_steps(todo: Sequence[tuple[Problem, int]], backend: Backend, sandbox: SandboxLike,
-                   params: SamplingParams, config: EpisodeConfig, batch_size: int,
-                   throughput: Throughput) -> Iterator[list[_Rollout]]:
-    """Yield the rollouts that finished at each step; up to ``batch_size`` episodes are in flight."""
-    pending = deque(todo)
-    active: list[_Rollout] = []
-    while pending or active:
-        while pending and len(active) < batch_size:
-            problem, index = pending.popleft()
-            active.append(_Rollout(Episode.start(problem, config), index))
-        seeds = [derive_seed(params.seed, item.episode.problem.task_id, item.index, len(item.episode.turns) + 1)
-                 for item in active]
-        completions = generate_seeded(backend, [item.episode.messages for item in active], params, seeds,
-                                      throughput)
-        step_episodes([item.episode for item in active], [choices[0].text for choices in completions], sandbox)
-        for item, choices, seed in zip(active, completions, seeds, strict=True):
-            item.generation.append(Generation.of(choices[0], seed))
-        yield [item for item in active if item.episode.done]
-        active = [item for item in active if not item.episode.done]
+    def request(self) -> Request:
+        return Request(list(self.episode.messages), self.params, self.seed())
+
+    def receive(self, completions: Sequence[Completion], results: Sequence[CandidateResult]) -> bool:
+        (completion,), (result,) = completions, results
+        self.generation.append(Generation.of(completion, self.seed()))
+        self.episode.advance(result)
+        return self.episode.done
 
 
 def _trajectory(item: _Rollout, backend: Backend, params: SamplingParams) -> Trajectory:
@@ -238,57 +234,12 @@ def group_by_task(records: Iterable[R]) -> dict[str, list[R]]:
     return groups
 
 
-@dataclass
-class Throughput:
-    """Generation totals of this session (not of earlier, resumed sessions): tokens/s of the backend."""
-
-    completion_tokens: int = 0
-    seconds: float = 0.0
-
-    def add(self, backend: Backend) -> None:
-        self.completion_tokens += backend.last_stats.completion_tokens
-        self.seconds += backend.last_stats.seconds
-
-    def to_dict(self) -> dict[str, float]:
-        rate = self.completion_tokens / self.seconds if self.seconds > 0 else 0.0
-        return {"completion_tokens": self.completion_tokens, "seconds": round(self.seconds, 3),
-                "tokens_per_second": round(rate, 2)}
-
-
-# ------------------------------------------------------------------------------- seeds and generation
-
-
-def generate_seeded(backend: Backend, conversations: Sequence[Conversation], params: SamplingParams,
-                    seeds: Sequence[int], throughput: Throughput) -> list[list[Completion]]:
-    """``params.n`` completions per conversation, conversation i sampled with ``seeds[i]``.
-
-    A backend whose ``generate`` takes ``seeds=`` (one per conversation) gets one batched call. The base
-    interface only has one seed per call, positional within the batch, which would make a resumed run differ
-    from an uninterrupted one; such a backend is called once per conversation instead (same results, no
-    batching). Greedy decoding needs no seeds, so it is always one call.
-    """
-    if params.greedy or takes_seeds(backend):
-        options = {} if params.greedy else {"seeds": list(seeds)}
-        completions = backend.generate(conversations, params, **options)
-        throughput.add(backend)
-    else:
-        completions = []
-        for conversation, seed in zip(conversations, seeds, strict=True):
-            completions += backend.generate([conversation], replace(params, seed=seed))
-            throughput.add(backend)
-    if len(completions) != len(conversations) or any(len(choices) != params.n for choices in completions):
-        raise BackendError(f"backend {backend.name or type(backend).__name__} returned a wrong number of "
-                          f"completions for {len(conversations)} conversations × n={params.n}")
-    return completions
-
-
-def takes_seeds(backend: Backend) -> bool:
-    """Whether ``backend.generate`` accepts one seed per conversation (``seeds=``), so batches stay batched."""
-    return "seeds" in inspect.signature(backend.generate).parameters
+# -------------------------------------------------------------------------------------- backends
 
 
 def unbatched_warning(backend: Backend, params: SamplingParams) -> str | None:
-    """The warning a run records when `generate_seeded` must call the backend once per conversation."""
+    """The warning a run records when `mucode.backends.base.generate_seeded` calls the backend once per
+    conversation."""
     if params.greedy or takes_seeds(backend):
         return None
     return (f"backend {backend_identity(backend)['backend']!r} takes no per-conversation seeds (generate(..., "

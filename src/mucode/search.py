@@ -1,7 +1,7 @@
 """Multi-turn Best-of-N search (docs/method.md §8, Alg. 2) and its selectors; ``mucode eval`` end to end.
 
 At each turn a search samples N candidates for its current state, runs all of them (public and private
-tests, one sandbox call for the whole batch), lets a selector choose one from what it may see — the public
+tests), lets a selector choose one from what it may see — the public
 tests' outcome and, for ``lv``/``pt+lv``, a learned verifier's score — commits it with `Episode.advance`, and
 stops at the first public pass or after T turns. The committed code that stopped it is scored on the private
 tests. S independent searches per problem use different seeds; greedy mode is N = 1 at temperature 0.
@@ -15,7 +15,6 @@ import importlib
 import math
 import os
 import random
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
@@ -23,8 +22,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mucode import defaults
-from mucode.backends import DEFAULT_BACKEND, Backend, SamplingParams, load_backend
-from mucode.env import DEFAULT_TEMPLATE, CandidateResult, Episode, EpisodeConfig, SandboxLike, evaluate_candidates
+from mucode.backends import DEFAULT_BACKEND, Backend, Completion, SamplingParams, load_backend
+from mucode.backends.base import Request
+from mucode.driver import drive
+from mucode.env import CODE_BLOCK_END, DEFAULT_TEMPLATE, CandidateResult, Episode, EpisodeConfig, SandboxLike
 from mucode.errors import ConfigError, check_positive
 from mucode.evaluate import RESULT_PACKAGES
 from mucode.metrics import mean_rate, pass_at_k_estimates, rate_within_turns
@@ -37,7 +38,6 @@ from mucode.rollout import (
     dataset_limits,
     dataset_source,
     derive_seed,
-    generate_seeded,
     group_by_task,
     open_sandbox,
     select_problems,
@@ -56,6 +56,8 @@ PLOT_FILE = "success_vs_turn.png"
 #: Searches in flight at once (each asks for N completions per step).
 DEFAULT_BATCH_SIZE = 32
 PASS_KS = (1, 5, 10)
+#: Fields `SearchConfig.to_dict` leaves out at these values (they came later; older records lack them).
+OMITTED_WHEN_DEFAULT = {("grading", DEFAULT_GRADING), ("stop_at_code_end", False)}
 
 
 # ------------------------------------------------------------------------------------------- selectors
@@ -184,6 +186,7 @@ class SearchConfig:
     template: str = DEFAULT_TEMPLATE
     greedy: bool = False
     grading: str = DEFAULT_GRADING
+    stop_at_code_end: bool = False
 
     def __post_init__(self) -> None:
         if self.greedy and self.n not in (None, 1):
@@ -209,12 +212,14 @@ class SearchConfig:
 
     def sampling(self) -> SamplingParams:
         return SamplingParams(n=self.n or 1, temperature=self.temperature or 0.0, top_p=self.top_p,
-                              max_tokens=self.max_tokens, seed=self.seed)
+                              max_tokens=self.max_tokens, seed=self.seed,
+                              stop=(CODE_BLOCK_END,) if self.stop_at_code_end else ())
 
     def to_dict(self) -> dict[str, Any]:
-        """The fields; ``grading`` only when strict, so results and run identities from before it are unchanged."""
+        """The fields; ``grading`` only when strict and ``stop_at_code_end`` only when set, so results and run
+        identities from before them are unchanged."""
         return {item.name: getattr(self, item.name) for item in fields(self)
-                if item.name != "grading" or self.grading != DEFAULT_GRADING}
+                if (item.name, getattr(self, item.name)) not in OMITTED_WHEN_DEFAULT}
 
 
 # ------------------------------------------------------------------------------------------ the search
@@ -222,54 +227,50 @@ class SearchConfig:
 
 @dataclass
 class _Search:
+    """One search as a walk of the driver: N completions per turn, one selected and committed."""
+
     episode: Episode
     index: int
     rng: random.Random
+    config: SearchConfig
+    scorer: Scorer | None
     turns: list[SearchTurn] = field(default_factory=list)
+
+    def seed(self) -> int:
+        """The seed of the current turn's N completions: (base seed, task, search, turn)."""
+        return derive_seed(self.config.seed, self.episode.problem.task_id, self.index, len(self.episode.turns) + 1)
+
+    def request(self) -> Request:
+        return Request(list(self.episode.messages), self.config.sampling(), self.seed())
+
+    def receive(self, completions: Sequence[Completion], candidates: Sequence[CandidateResult]) -> bool:
+        """Score (with a verifier), select from what a selector may see, commit; True at the search's end."""
+        scores = _scores(self.scorer, self.episode.problem, candidates) if self.scorer is not None else None
+        visible = None if scores is None else [-math.inf if score is None else score for score in scores]
+        chosen = SELECTORS[self.config.selector]([CandidateView.of(c) for c in candidates], visible, self.rng)
+        if not 0 <= chosen < len(candidates):
+            raise ValueError(f"selector {self.config.selector!r} chose {chosen} of {len(candidates)} candidates")
+        seed = self.seed()
+        self.episode.advance(candidates[chosen])
+        self.turns.append(SearchTurn(
+            number=len(self.episode.turns), seed=seed, selected=chosen,
+            scores=None if scores is None else tuple(scores),
+            candidates=tuple(SearchCandidate.of(candidate, Generation.of(completion, seed))
+                             for candidate, completion in zip(candidates, completions, strict=True))))
+        return self.episode.done
 
 
 def search_steps(todo: Sequence[tuple[Problem, int]], backend: Backend, sandbox: SandboxLike,
                  config: SearchConfig, scorer: Scorer | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
                  throughput: Throughput | None = None) -> Iterator[list[SearchRecord]]:
-    """Run the (problem, search index) searches in ``todo``; yield the records of those that finished at
-    each step. All active searches share one ``generate`` call (n = N) and one sandbox call per step."""
+    """Run the (problem, search index) searches in ``todo`` with the asynchronous driver (`mucode.driver`), at
+    most ``batch_size`` at a time; yield the records of those that finished, as they finish."""
     check_scorer(config.selector, scorer)
-    throughput = throughput or Throughput()
-    pending = deque(todo)
-    active: list[_Search] = []
-    while pending or active:
-        while pending and len(active) < batch_size:
-            problem, index = pending.popleft()
-            active.append(_Search(Episode.start(problem, config.episode()), index,
-                                  random.Random(derive_seed(config.seed, problem.task_id, index, "select"))))
-        _search_step(active, backend, sandbox, config, scorer, throughput)
-        yield [_search_record(item, config) for item in active if item.episode.done]
-        active = [item for item in active if not item.episode.done]
-
-
-def _search_step(active: Sequence[_Search], backend: Backend, sandbox: SandboxLike, config: SearchConfig,
-                 scorer: Scorer | None, throughput: Throughput) -> None:
-    """One turn of every active search: sample N each, run all, select and commit one each."""
-    params = config.sampling()
-    seeds = [derive_seed(config.seed, item.episode.problem.task_id, item.index, len(item.episode.turns) + 1)
-             for item in active]
-    completions = generate_seeded(backend, [item.episode.messages for item in active], params, seeds, throughput)
-    results = evaluate_candidates([(item.episode.problem, choice.text)
-                                   for item, choices in zip(active, completions, strict=True) for choice in choices],
-                                  sandbox, config.grading)
-    for position, (item, choices, seed) in enumerate(zip(active, completions, seeds, strict=True)):
-        candidates = results[position * params.n:(position + 1) * params.n]
-        scores = _scores(scorer, item.episode.problem, candidates) if scorer is not None else None
-        visible = None if scores is None else [-math.inf if score is None else score for score in scores]
-        chosen = SELECTORS[config.selector]([CandidateView.of(c) for c in candidates], visible, item.rng)
-        if not 0 <= chosen < len(candidates):
-            raise ValueError(f"selector {config.selector!r} chose {chosen} of {len(candidates)} candidates")
-        item.episode.advance(candidates[chosen])
-        item.turns.append(SearchTurn(
-            number=len(item.episode.turns), seed=seed, selected=chosen,
-            scores=None if scores is None else tuple(scores),
-            candidates=tuple(SearchCandidate.of(candidate, Generation.of(choice, seed))
-                             for candidate, choice in zip(candidates, choices, strict=True))))
+    searches = (_Search(Episode.start(problem, config.episode()), index,
+                        random.Random(derive_seed(config.seed, problem.task_id, index, "select")), config, scorer)
+                for problem, index in todo)
+    for finished in drive(searches, backend, sandbox, batch_size, throughput):
+        yield [_search_record(item, config) for item in finished]
 
 
 def _search_record(item: _Search, config: SearchConfig) -> SearchRecord:

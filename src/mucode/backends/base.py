@@ -1,21 +1,33 @@
-"""The one small interface every generation backend implements.
+"""The one small interface every generation backend implements, at two levels.
 
-A batch of chat conversations goes in; for each conversation ``n`` sampled completions come out, with token
-counts and timings. The chat template is the model's own (applied by the backend); the prompt and feedback
-texts come from `mucode.env`.
+- Blocking: `Backend.generate` takes a batch of chat conversations and returns ``n`` sampled completions for
+  each, with token counts and timings.
+- Request level: `Backend.submit` queues one `Request` (a conversation, its sampling parameters and seed) and
+  `Backend.step` advances generation, returning the requests that completed. The episode driver
+  (`mucode.driver`) works at this level so that a finished request's tests run while the engine decodes the
+  others and the next turn's request joins the running batch at once. Engines with continuous batching
+  (openvino) implement it natively; for the others the default `step` generates everything queued in one
+  blocking call, which is correct and keeps the batch as full as that engine allows.
+
+The chat template is the model's own (applied by the backend); the prompt and feedback texts come from
+`mucode.env`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
+import itertools
 import json
 import os
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from typing import ClassVar
 
 from mucode import defaults
-from mucode.errors import ConfigError
+from mucode.errors import BackendError, ConfigError
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": str}
 Conversation = Sequence[Message]
@@ -109,6 +121,20 @@ class GenerationStats:
         return self.completion_tokens / self.seconds if self.seconds > 0 else 0.0
 
 
+@dataclass(frozen=True)
+class Request:
+    """One conversation to complete ``params.n`` times. Sample j is seeded with ``derive_seed(seed, 0, j)``
+    (`sample_seed`), whatever else is being generated at the same time."""
+
+    conversation: Conversation
+    params: SamplingParams
+    seed: int
+
+
+#: What `Backend.step` returns for each request that completed: its ticket and its ``n`` completions.
+Finished = tuple[int, list[Completion]]
+
+
 @dataclass
 class Backend(ABC):
     """Messages in, completions out. Subclasses load their model in ``__post_init__`` or lazily."""
@@ -118,6 +144,43 @@ class Backend(ABC):
     last_stats: GenerationStats = field(init=False, default_factory=GenerationStats)
 
     name: str = field(init=False, default="")
+    #: Whether `step` returns as soon as some request completes, new requests joining the running batch
+    #: (continuous batching). When False, `step` generates the whole queue at once, so the driver gathers a
+    #: full queue (every walk's tests done) before calling it, as a lockstep loop would.
+    continuous: ClassVar[bool] = False
+    _tickets: itertools.count = field(init=False, repr=False, default_factory=itertools.count)
+    _queued: dict[int, Request] = field(init=False, repr=False, default_factory=dict)
+
+    # ------------------------------------------------------------------ request level
+
+    def submit(self, request: Request) -> int:
+        """Queue ``request``; returns its ticket, which `step` reports when the request has completed."""
+        ticket = next(self._tickets)
+        self._queued[ticket] = request
+        return ticket
+
+    @property
+    def busy(self) -> bool:
+        """Whether submitted requests are still to be reported by `step`."""
+        return bool(self._queued)
+
+    def step(self) -> list[Finished]:
+        """Advance generation; return the requests that completed since the last call (possibly none).
+
+        This default generates every queued request now, one blocking `generate` call per sampling setting.
+        """
+        queued, self._queued = self._queued, {}
+        by_params: dict[SamplingParams, list[int]] = {}
+        for ticket, request in queued.items():
+            by_params.setdefault(request.params, []).append(ticket)
+        finished: list[Finished] = []
+        for params, tickets in by_params.items():
+            completions = generate_seeded(self, [queued[t].conversation for t in tickets], params,
+                                          [queued[t].seed for t in tickets])
+            finished += zip(tickets, completions, strict=True)
+        return finished
+
+    # ------------------------------------------------------------------ blocking
 
     @abstractmethod
     def generate(self, conversations: Sequence[Conversation], params: SamplingParams,
@@ -135,3 +198,41 @@ class Backend(ABC):
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+def generate_seeded(backend: Backend, conversations: Sequence[Conversation], params: SamplingParams,
+                    seeds: Sequence[int]) -> list[list[Completion]]:
+    """``params.n`` completions per conversation, conversation i sampled with ``seeds[i]`` (`sample_seed`).
+
+    A backend whose ``generate`` takes ``seeds=`` gets one batched call. The bare interface only has one seed
+    per call, positional within the batch, which would make a resumed run differ from an uninterrupted one;
+    such a backend is called once per conversation instead (same results, no batching). Greedy decoding needs
+    no seeds, so it is always one call. ``backend.last_stats`` totals the calls.
+    """
+    start = time.perf_counter()
+    if params.greedy or takes_seeds(backend):
+        options = {} if params.greedy else {"seeds": list(seeds)}
+        completions = backend.generate(conversations, params, **options)
+    else:
+        completions, stats = [], []
+        for conversation, seed in zip(conversations, seeds, strict=True):
+            completions += backend.generate([conversation], replace(params, seed=seed))
+            stats.append(backend.last_stats)
+        backend.last_stats = GenerationStats(sum(s.prompt_tokens for s in stats),
+                                             sum(s.completion_tokens for s in stats),
+                                             time.perf_counter() - start)
+    if len(completions) != len(conversations) or any(len(choices) != params.n for choices in completions):
+        raise BackendError(f"backend {backend.name or type(backend).__name__} returned a wrong number of "
+                           f"completions for {len(conversations)} conversations × n={params.n}")
+    return completions
+
+
+def takes_seeds(backend: Backend) -> bool:
+    """Whether ``backend.generate`` accepts one seed per conversation (``seeds=``), so batches stay batched."""
+    return "seeds" in inspect.signature(backend.generate).parameters
+
+
+def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """``text`` up to (excluding) the earliest stop string, and whether one was found."""
+    cut = min((index for index in (text.find(s) for s in stop if s) if index >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)

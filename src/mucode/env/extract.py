@@ -17,9 +17,14 @@ from __future__ import annotations
 import ast
 import re
 import textwrap
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 NO_CODE_FEEDBACK = "No Python code found in your reply. Return your solution in a ```python code block."
+#: A stop string that ends a reply at the close of its first fenced block (a fence line followed by a newline;
+#: an opening fence carries a language tag, ```` ```python ````). Only the first block is read (rule 1), so
+#: what follows it is never used; backends drop the stop string, and `restore_closing_fence` puts it back.
+CODE_BLOCK_END = "\n```\n"
 
 _OPENING_FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 _PYTHON_TAGS = {"python": "fenced-python", "python3": "fenced-python", "py": "fenced-py"}
@@ -83,6 +88,15 @@ def _from_blocks(blocks: list[_Block]) -> Extraction | None:
         count = sum(1 for other in blocks if other.is_python or other.tag == "")
         return Extraction(block.body, method, f"first usable of {count} code block(s)" if count > 1 else "")
     return None
+
+
+def restore_closing_fence(reply: str, finish_reason: str, stop: Sequence[str]) -> str:
+    """A reply that generation stopped at `CODE_BLOCK_END`, with its closing fence back (backends drop stop
+    strings), so that the conversation the model sees next holds a complete block."""
+    if CODE_BLOCK_END not in stop or finish_reason != "stop":
+        return reply
+    blocks = _fenced_blocks(reply.replace("\r\n", "\n"))
+    return reply + "\n```" if blocks and not blocks[-1].terminated else reply
 
 
 def _fenced_blocks(text: str) -> list[_Block]:
