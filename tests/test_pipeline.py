@@ -409,3 +409,26 @@ def test_a_run_folder_of_an_older_format_is_not_resumed(tiny_coder: Path, proble
     (out / "pipeline.json").write_text(json.dumps({"format": "mucode.pipeline/1", "config": config}))
     with pytest.raises(ConfigError, match=r"started by another mucode version \(run format 'mucode.pipeline/1'"):
         run_quietly(config, out)
+
+
+# ------------------------------------------------------------------------------------------ backend auto
+
+def test_backend_auto_is_resolved_once_per_run(problems_file: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from mucode import pipeline
+
+    base = tmp_path / "base.gguf"
+    base.write_bytes(b"GGUF" + bytes(64))
+    calls: list[tuple[str, str]] = []
+
+    def resolve(kind: str, model: str) -> str:
+        calls.append((kind, model))
+        return "openvino"
+
+    monkeypatch.setattr(pipeline, "resolve_backend", resolve)
+    config = parse_config(experiment(base, problems_file, generator={"base": str(base), "backend": "auto",
+                                                                     "options": {}}))
+    run = pipeline.Pipeline(config, tmp_path / "run", log=lambda line: None)
+    assert run.engine == "openvino" and run.engine == "openvino"
+    assert calls == [("auto", str(base))]
+    assert pipeline.EXPORT_FTYPES[run.engine] == "q8_0" and config.generator.export_ftype is None
