@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from math import comb
 from pathlib import Path
 
+from mucode.backends.auto import machine_fingerprint
+
 
 def load(run: Path) -> dict:
     results = json.loads((run / "results.json").read_text())
@@ -64,12 +66,14 @@ def main() -> None:
     pairs = [{"other": run["label"], "single_turn": compare(reference, run, 1),
               "multi_turn": compare(reference, run, run["turns"])} for run in runs[1:]]
     args.out.mkdir(parents=True, exist_ok=True)
-    summary = {"created": datetime.now(UTC).isoformat(timespec="seconds"), "reference": reference["label"],
+    summary = {"created": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine_fingerprint(),
+               "reference": reference["label"],
                "runs": [{k: v for k, v in run.items() if k != "by_turn"} |
                         {"solved": {str(k): sum(v.values()) for k, v in run["by_turn"].items()}} for run in runs],
                "pairs": pairs}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    lines = [f"# {args.title}", "", "| run | backend | model | solved, turn 1 | solved, last turn | tokens | "
+    lines = [f"# {args.title}", "", f"Machine (where the runs were made and summarised): {machine_fingerprint()}.", "",
+             "| run | backend | model | solved, turn 1 | solved, last turn | tokens | "
              "generation s |", "|---|---|---|---|---|---|---|"]
     for run in runs:
         t1, tl = sum(run["by_turn"][1].values()), sum(run["by_turn"][run["turns"]].values())

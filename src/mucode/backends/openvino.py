@@ -65,13 +65,15 @@ class OpenVINOBackend(Backend):
 
     ``weights``: ``int8`` (default) or ``int4``: the source GGUF is requantised to Q8_0 or Q4_0, whatever its
     own types (the reader takes only some, and one rule makes the model id say what runs). ``n_threads``:
-    inference threads (default: OpenVINO's choice, all cores).
+    inference threads (default: OpenVINO's choice, all cores). ``max_batched_tokens``: tokens one engine step
+    may compute (every running sequence's next token, then prefill chunks); on 2 cores 1024 ran 10% faster than
+    256 (80 HumanEval samples, 248 vs 226 tok/s).
     """
 
     weights: str = DEFAULT_WEIGHTS
     cache_gb: int = 4
     n_threads: int | None = None
-    max_batched_tokens: int = 256
+    max_batched_tokens: int = 1024
 
     _pending: dict[int, _Pending] = field(init=False, repr=False, default_factory=dict)
     continuous: ClassVar[bool] = True
