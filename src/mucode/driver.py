@@ -11,8 +11,8 @@ in flight:
 - a request's completions start in the sandbox as soon as it completes (`mucode.env.submit_candidates`) while
   the engine keeps decoding the others; the driver only waits on the sandbox when the engine has nothing to do;
 - a backend without continuous batching (`Backend.continuous` False: its `step` generates the whole queue in
-  one blocking call) is stepped only once every walk's tests are back, so its batches stay as full as a
-  lockstep loop's;
+  one blocking call) is stepped only once every walk's tests are back, and the walks go back into its queue in
+  a fixed order, so its batches are exactly a lockstep loop's (same members, same order, whatever the timing);
 - a finished walk's slot is refilled at once, and finished walks are yielded as they finish, so callers append
   their records immediately (at most ``capacity`` walks are lost, and redone, when a run is killed).
 
@@ -110,8 +110,11 @@ def drive(walks: Iterable[W], backend: Backend, sandbox: SandboxLike, capacity: 
             _wait_for_any(testing)
         finished: list[W] = []
         running: list[_Testing] = []
+        # A blocking backend's batch is the queue in submission order; taking the walks back only once all are
+        # tested keeps that order independent of which program finished first.
+        ready = backend.continuous or all(entry.running.done() for entry in testing)
         for entry in testing:
-            if not entry.running.done():
+            if not ready or not entry.running.done():
                 running.append(entry)
             elif entry.walk.receive(entry.completions, entry.running.results()):
                 finished.append(entry.walk)  # type: ignore[arg-type]
