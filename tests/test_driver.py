@@ -1,13 +1,9 @@
 """mucode.driver: walks advance on their own, the engine keeps decoding while programs run, records do not depend
-on batching, a killed run resumes without loss or duplication, selectors still see no private result."""
+on batching, selectors still see no private result. (Resuming after kill -9 under the driver, with a blocking
+and a continuous backend: tests/test_rollout.py.)"""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from pathlib import Path
@@ -22,7 +18,7 @@ from mucode.sandbox import Job, Limits, Sandbox
 from mucode.search import SELECTORS, CandidateView, SearchConfig, search_steps
 from mucode.types import ExecResult
 from tests.scripted_backend import PROBLEMS, ContinuousScriptedBackend, ScriptedBackend
-from tests.test_rollout import ROOT, SCRIPT, outcome, read_records, rollouts
+from tests.test_rollout import SCRIPT, outcome, read_records, rollouts
 
 
 @pytest.fixture(scope="module")
@@ -162,38 +158,3 @@ def test_a_reply_stopped_at_the_end_of_its_code_block_gets_its_closing_fence_bac
     (result,) = walk.received
     assert result.reply.endswith("return x + 1\n```") and result.extraction == "fenced-python"
     assert result.passed and throughput.completion_tokens == 12 and throughput.seconds > 0
-
-
-CHILD = """
-import sys
-from mucode.backends import SamplingParams
-from mucode.rollout import run_rollouts
-from mucode.sandbox import Sandbox
-from tests.scripted_backend import PROBLEMS, ContinuousScriptedBackend
-from tests.test_rollout import SCRIPT
-with Sandbox(workers=2) as sandbox:
-    run_rollouts(PROBLEMS, ContinuousScriptedBackend("fake", SCRIPT, sleep=0.05), sandbox, rollouts=4, turns=3,
-                 params=SamplingParams(n=1, temperature=0.7, max_tokens=100, seed=3), batch_size=3,
-                 out_dir=sys.argv[1], progress=False)
-"""
-
-
-def test_kill_9_during_asynchronous_rollouts_then_rerun_loses_and_repeats_nothing(tmp_path: Path,
-                                                                                   sandbox: Sandbox) -> None:
-    killed = tmp_path / "killed"
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(killed)], cwd=ROOT, start_new_session=True)
-    log = killed / "trajectories.jsonl"
-    deadline = time.monotonic() + 30
-    while not (log.exists() and log.read_text().count("\n") >= 3) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert child.poll() is None, "the child finished before it could be killed"
-    os.kill(child.pid, signal.SIGKILL)
-    child.wait()
-    partial = log.read_bytes()
-    assert 3 <= partial.count(b"\n") < 12
-    summary = rollouts(killed, sandbox, ContinuousScriptedBackend("fake", SCRIPT))
-    records = read_records(killed)
-    assert len(records) == 12 and len({(r["task_id"], r["rollout"]) for r in records}) == 12
-    assert summary["run"]["resumed_from"] == partial.count(b"\n")
-    assert outcome(records) == outcome(read_records(_lockstep(tmp_path, sandbox)))
-    assert log.read_bytes().startswith(partial)

@@ -107,19 +107,25 @@ import sys
 from mucode.backends import SamplingParams
 from mucode.rollout import run_rollouts
 from mucode.sandbox import Sandbox
-from tests.scripted_backend import PROBLEMS, ScriptedBackend
+from tests import scripted_backend
+from tests.scripted_backend import PROBLEMS
 from tests.test_rollout import SCRIPT
+backend = getattr(scripted_backend, sys.argv[2])("fake", SCRIPT, sleep=float(sys.argv[3]))
 with Sandbox(workers=2) as sandbox:
-    run_rollouts(PROBLEMS, ScriptedBackend("fake", SCRIPT, sleep=0.15), sandbox, rollouts=4, turns=3,
+    run_rollouts(PROBLEMS, backend, sandbox, rollouts=4, turns=3,
                  params=SamplingParams(n=1, temperature=0.7, max_tokens=100, seed=3), batch_size=2,
                  out_dir=sys.argv[1], progress=False)
 """
 
 
-def test_resume_after_kill_loses_and_duplicates_nothing(tmp_path: Path, sandbox: Sandbox) -> None:
+@pytest.mark.parametrize(("backend", "sleep"), [("ScriptedBackend", "0.15"), ("ContinuousScriptedBackend", "0.05")])
+def test_resume_after_kill_loses_and_duplicates_nothing(tmp_path: Path, sandbox: Sandbox, backend: str,
+                                                        sleep: str) -> None:
+    """A blocking backend (lockstep batches) and a continuous one (walks interleaved by the driver)."""
     rollouts(tmp_path / "whole", sandbox)
     killed = tmp_path / "killed"
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(killed)], cwd=ROOT, start_new_session=True)
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(killed), backend, sleep], cwd=ROOT,
+                             start_new_session=True)
     log = killed / "trajectories.jsonl"
     deadline = time.monotonic() + 30
     while not (log.exists() and log.read_text().count("\n") >= 3) and time.monotonic() < deadline:
