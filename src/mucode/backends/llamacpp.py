@@ -26,7 +26,7 @@ from mucode.backends.base import (
     sample_seed,
 )
 from mucode.errors import BackendError, ConfigError
-from mucode.models import ModelRef, resolve_model
+from mucode.models.resolve import resolve_gguf
 
 KV_LAYOUTS = ("auto", "unified", "streams")
 #: ``kv_layout="auto"`` uses one unified KV pool up to this prompt length and one stream per slot beyond it.
@@ -82,7 +82,7 @@ class LlamaCppBackend(Backend):
             raise ConfigError("the llamacpp backend needs llama-cpp-python (pip install mucode[llamacpp])") \
                 from error
         self._lc = llama_cpp
-        ref = _resolve_gguf(self.model)
+        ref = resolve_gguf(self.model, "llamacpp")
         path = str(ref.path)
         self.model_id = ref.model_id
         threads = self.n_threads or os.cpu_count() or 1
@@ -375,12 +375,3 @@ def _load_model(llama_cpp, path: str, *, verbose: bool):
 def amx_build(llama_cpp) -> bool:
     """Whether this llama.cpp build has its AMX int8 kernels compiled in."""
     return b"AMX_INT8 = 1" in llama_cpp.llama_print_system_info()
-
-
-def _resolve_gguf(spec: str) -> ModelRef:
-    """The GGUF file of a registry name or a .gguf path."""
-    ref = resolve_model(spec)
-    if ref.format != "gguf":
-        raise ConfigError(f"the llamacpp backend needs a .gguf model; {spec} is {ref.format} "
-                          "(use --backend hf, or convert it)")
-    return ref

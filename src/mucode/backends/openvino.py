@@ -22,7 +22,7 @@ import os
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -41,7 +41,7 @@ from mucode.backends.base import (
 )
 from mucode.errors import BackendError, ConfigError, check_positive
 from mucode.models.cache import model_home
-from mucode.models.resolve import ModelRef, resolve_model
+from mucode.models.resolve import ModelRef, resolve_gguf
 from mucode.runs import file_sha256
 
 #: ``weights`` → the llama.cpp type the GGUF is requantised to before OpenVINO reads it.
@@ -89,7 +89,7 @@ class OpenVINOBackend(Backend):
             raise ConfigError(f"openvino weights must be one of {', '.join(WEIGHTS)}, got {self.weights!r}")
         check_positive("cache_gb", self.cache_gb)
         self._og = openvino_genai
-        ref = _resolve(self.model)
+        ref = resolve_gguf(self.model, "openvino")
         path = converted_gguf(ref, self.weights)
         self.model_id = f"{ref.model_id}+{WEIGHTS[self.weights].lower()}"
         scheduler = openvino_genai.SchedulerConfig()
@@ -134,7 +134,7 @@ class OpenVINOBackend(Backend):
         while len(done) < len(tickets):
             done.update(self.step())
         seconds = time.perf_counter() - start
-        results = [[_with_seconds(c, seconds) for c in done[ticket]] for ticket in tickets]
+        results = [[replace(c, seconds=seconds) for c in done[ticket]] for ticket in tickets]
         self.last_stats = GenerationStats(sum(c.prompt_tokens for row in results for c in row),
                                           sum(c.completion_tokens for row in results for c in row), seconds)
         return results
@@ -200,22 +200,9 @@ def _running(og, handle) -> bool:
     return handle.get_status() == og.GenerationStatus.RUNNING
 
 
-def _with_seconds(completion: Completion, seconds: float) -> Completion:
-    return Completion(completion.text, completion.prompt_tokens, completion.completion_tokens,
-                      completion.finish_reason, seconds)
-
-
 def _first_line(error: BaseException) -> str:
     lines = [line for line in str(error).splitlines() if line.strip()]
     return lines[-1] if lines else type(error).__name__
-
-
-def _resolve(spec: str) -> ModelRef:
-    ref = resolve_model(spec)
-    if ref.format != "gguf":
-        raise ConfigError(f"the openvino backend reads .gguf models; {spec} is a Hugging Face folder "
-                          "(export it with `mucode export MODEL_DIR --template BASE.gguf --ftype q8_0`)")
-    return ref
 
 
 def converted_gguf(ref: ModelRef, weights: str, home: str | os.PathLike[str] | None = None) -> Path:

@@ -77,6 +77,16 @@ def resolve_model(spec: str, *, home: Home = None, download: bool = True,
     raise ConfigError(_why_not_a_model(spec, path))
 
 
+def resolve_gguf(spec: str, backend: str) -> ModelRef:
+    """The GGUF file ``spec`` names, for a backend that reads only GGUF (llamacpp, openvino); a Hugging Face
+    folder is a ConfigError saying how to run or convert it."""
+    ref = resolve_model(spec)
+    if ref.format != "gguf":
+        raise ConfigError(f"the {backend} backend reads .gguf models; {spec} is a Hugging Face folder (use "
+                          "--backend hf, or `mucode export --model DIR --template BASE.gguf --out F.gguf`)")
+    return ref
+
+
 def list_models(home: Home = None) -> list[ModelStatus]:
     """Every registered model, whether it is downloaded and verified, and where its file is (or would be)."""
     return [ModelStatus(name=spec.name, file=spec.file, size=spec.size, format=spec.format, quant=spec.quant,
