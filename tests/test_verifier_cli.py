@@ -63,29 +63,33 @@ def test_score_and_evaluate_write_their_files(trained: Path, runs: dict[str, Pat
     assert mucode("verifier", "score", "--verifier", str(trained), "--rollouts", str(runs["held-out"]),
                   "--dtype", "fp32", "--out", str(tmp_path / "scored")) == 0
     lines = [json.loads(line) for line in (tmp_path / "scored" / "scores.jsonl").read_text().splitlines()]
-    assert [(r["task_id"], r["rollout"], r["turn"], r["label"]) for r in lines] == [
-        (e.task_id, e.rollout, e.turn, e.label) for e in held_out]
+    assert [(r["task_id"], r["rollout"], r["turn"], r["label"], r["first_turn"]) for r in lines] == [
+        (e.task_id, e.rollout, e.turn, int(e.label), e.turn == 1) for e in held_out]
+    assert all(r["real"] and len(r["code_sha256"]) == 64 for r in lines)
     assert "codes scored" in capsys.readouterr().out
 
     assert mucode("verifier", "evaluate", "--verifier", str(trained), "--rollouts", str(runs["held-out"]),
-                  "--dtype", "fp32", "--subsets", "50") == 0
+                  "--dtype", "fp32") == 0
     output = capsys.readouterr().out
-    for text in ("pairwise accuracy", "AUROC", "selection accuracy", "verifier", "random", "oracle",
-                 "with both labels"):
+    for text in ("pairwise accuracy", "AUROC", "selection accuracy", "verifier", "random", "oracle", "lead",
+                 "both labels", "first turn", "placeholder echoes"):
         assert text in output
     evaluation = json.loads((trained / "evaluation.json").read_text())
     metrics = evaluation["metrics"]
-    assert metrics["examples"] == len(held_out) and set(metrics["selection"]) == {"2", "4", "8"}
-    assert set(metrics["selection_mixed"]) == {"2", "4", "8"}
-    assert metrics["subsets"] == 50 and 0 <= metrics["auroc"] <= 1
-    for row in metrics["selection"].values():
+    real = metrics["real"]
+    assert real["examples"] == len(held_out) and set(real["selection"]) == {"2", "4", "8"}
+    assert set(real["selection_mixed"]) == {"2", "4", "8"} and 0 <= real["auroc"] <= 1
+    assert metrics["excluded"]["placeholder_echoes"]["count"] == 0
+    first = metrics["first_turn"]  # 8 rollouts per problem: every problem has 8 first-turn samples
+    assert set(first["selection"]) == {"1", "2", "4", "8"} and len(first["problems"]) == len(PROBLEMS)
+    for row in [*real["selection"].values(), *first["selection"].values()]:
         assert row["random"] <= row["oracle"] and row["verifier"] <= row["oracle"]
     rescored = [json.loads(line)["score"] for line in (trained / "scores.jsonl").read_text().splitlines()]
     assert rescored == [line["score"] for line in lines]
     assert "int8" not in evaluation["verifier"]
 
     assert mucode("verifier", "evaluate", "--verifier", str(trained), "--rollouts", str(runs["held-out"]),
-                  "--dtype", "int8", "--subsets", "50", "--out", str(tmp_path / "int8")) == 0
+                  "--dtype", "int8", "--out", str(tmp_path / "int8")) == 0
     assert json.loads((tmp_path / "int8" / "evaluation.json").read_text())["verifier"]["int8"] is True
     int8 = [json.loads(line)["score"] for line in (tmp_path / "int8" / "scores.jsonl").read_text().splitlines()]
     spread = max(rescored) - min(rescored)

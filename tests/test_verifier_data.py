@@ -154,6 +154,22 @@ def test_problems_without_a_positive_or_a_negative_give_no_pairs() -> None:
         make_pairs(examples, 0)
 
 
+def test_pairs_are_drawn_per_iteration_and_concatenated() -> None:
+    """The reference draws 32 pairs per problem from each iteration's rollouts and concatenates the sets: a
+    problem rolled out in two iterations gives 64 pairs, and no pair mixes codes of two iterations."""
+    def iteration(run: str) -> list[Example]:
+        return [replace(example("a", label, f"{run}{'+' if label else '-'}{i}"), run=run)
+                for i, label in enumerate([True, False, False])]
+
+    first, second = iteration("iteration-0"), iteration("iteration-1")
+    pairs = make_pairs(first + second, pairs_per_problem=32, seed=1)
+    assert Counter(pair.chosen.run for pair in pairs) == {"iteration-0": 32, "iteration-1": 32}
+    assert all(pair.chosen.run == pair.rejected.run for pair in pairs)
+    # an iteration whose codes are all wrong adds nothing; the first iteration's pairs do not depend on later ones
+    all_wrong = [replace(e, label=False, run="iteration-2") for e in second]
+    assert make_pairs(first + all_wrong, 32, seed=1) == make_pairs(first, 32, seed=1) == pairs[:32]
+
+
 # ------------------------------------------------------------------------------------------------- runs
 
 

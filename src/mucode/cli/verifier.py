@@ -70,16 +70,15 @@ def evaluate_command(
                                              show_default="the verifier folder")] = None,
     ks: Annotated[str | None, typer.Option(help="Candidate counts k for selection accuracy, comma-separated.",
                                            show_default="2,4,8")] = None,
-    subsets: Annotated[int | None, typer.Option(help="Random k-subsets drawn per problem.", show_default="200")]
-    = None,
-    seed: Annotated[int, typer.Option(help="Seed of the subsets and of tie-breaking.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap intervals.")] = 0,
     batch_size: BatchSize = None,
     dtype: Dtype = "auto",
 ) -> None:
-    """Pairwise accuracy, AUROC and selection accuracy at k (verifier vs random vs oracle) on held-out runs."""
+    """Pairwise accuracy, AUROC and selection accuracy at k (verifier vs random vs oracle) on held-out runs' real
+    code, and Best-of-k over independent first-turn samples (the paper's Fig. 4)."""
     from mucode.verifier.evaluate import evaluate_runs
 
-    options = {name: value for name, value in (("ks", _ks(ks) if ks else None), ("subsets", subsets)) if value}
+    options = {"ks": _ks(ks)} if ks else {}
     evaluation = evaluate_runs(verifier, split_ids(rollouts), out, seed=seed, dtype=dtype, batch_size=batch_size,
                                **options)
     folder = out or verifier
@@ -114,23 +113,39 @@ def train_table(info: Mapping[str, Any], out: Path, trained: bool) -> Table:
 
 def evaluation_tables(evaluation: Mapping[str, Any], title: str) -> list[Table]:
     metrics = evaluation["metrics"]
+    real, everything, excluded = metrics["real"], metrics["all"], metrics["excluded"]
     summary = _table(title)
-    summary.add_row("codes", f"{metrics['examples']} ({metrics['positives']} correct, {metrics['problems']} problems)")
-    pairwise = metrics["pairwise_accuracy"]
-    summary.add_row("pairwise accuracy", f"{_percent(pairwise['micro'])} over {pairwise['pairs']} pairs")
-    summary.add_row("pairwise accuracy (per problem)",
-                    f"{_percent(pairwise['macro'])} over {pairwise['problems']} problems")
-    summary.add_row("AUROC", "n/a (one class only)" if metrics["auroc"] is None else f"{metrics['auroc']:.4f}")
+    summary.add_row("real codes", f"{real['examples']} ({real['positives']} correct, {real['problems']} problems)")
+    echoes = excluded["placeholder_echoes"]
+    summary.add_row("left out", f"{echoes['count']} placeholder echoes, {excluded['no_code_turns']} turns without code")
+    for name, bundle in (("real code", real), ("with echoes", everything)):
+        pairwise = bundle["pairwise_accuracy"]
+        summary.add_row(f"pairwise accuracy, {name}", f"{_percent(pairwise['micro'])} over {pairwise['pairs']} pairs "
+                                                       f"({_percent(pairwise['macro'])} per problem)")
+        area = bundle["auroc"]
+        summary.add_row(f"AUROC, {name}", "n/a (one class only)" if area is None else f"{area:.4f}")
     summary.add_row("codes per second", f"{evaluation['scoring']['candidates_per_second']:.2f}")
-    selection = Table(title=f"selection accuracy: pick 1 of k ({metrics['subsets']} random subsets per problem)",
-                      title_justify="left")
-    for column in ("problems", "k", "n", "verifier", "random", "oracle"):
+    first = metrics["first_turn"]
+    selection = Table(title="selection accuracy: pick 1 of k (exact over all k-subsets); lead = verifier - random, "
+                            "points, 95% bootstrap interval over problems", title_justify="left")
+    for column in ("candidates", "problems", "k", "n", "verifier", "random", "oracle", "lead"):
         selection.add_column(column, justify="right")
-    for label, key in (("all", "selection"), ("with both labels", "selection_mixed")):
-        for k, row in metrics[key].items():
-            selection.add_row(label, k, str(row["problems"]),
-                              *(_percent(row[name]) for name in ("verifier", "random", "oracle")))
+    fig4 = f"first turn (Fig. 4, >= {first['min_candidates']})"
+    every = "real, every turn"
+    rows = [(every, "all", real["selection"]), (every, "both labels", real["selection_mixed"]),
+            (fig4, "all", first["selection"]), (fig4, "both labels", first["selection_mixed"])]
+    for candidates, problems, by_k in rows:
+        for k, row in by_k.items():
+            selection.add_row(candidates, problems, k, str(row["problems"]),
+                              *(_percent(row[name]) for name in ("verifier", "random", "oracle")), _lead(row))
     return [summary, selection]
+
+
+def _lead(row: Mapping[str, Any]) -> str:
+    if row["lead"] is None:
+        return "n/a"
+    low, high = row["lead_ci95"]
+    return f"{row['lead']:+.1f} [{low:+.1f}, {high:+.1f}]"
 
 
 def _table(title: str) -> Table:

@@ -31,10 +31,12 @@ from mucode.env.prompts import (
     DEFAULT_TEMPLATE,
     INSTRUCTIONS,
     PAPER_TEMPLATE,
+    PLACEHOLDERS,
     SHORT_TEMPLATE,
     TEMPLATES,
     TESTLESS_TEMPLATE,
     build_prompt,
+    echoes_placeholder,
     function_signature,
 )
 
@@ -46,6 +48,7 @@ __all__ = [
     "INSTRUCTIONS",
     "NO_CODE_FEEDBACK",
     "PAPER_TEMPLATE",
+    "PLACEHOLDERS",
     "SHORT_TEMPLATE",
     "STOP_RULES",
     "TEMPLATES",
@@ -58,6 +61,7 @@ __all__ = [
     "SandboxLike",
     "Turn",
     "build_prompt",
+    "echoes_placeholder",
     "evaluate_candidates",
     "extract_code",
     "feedback_message",

@@ -66,6 +66,15 @@ Your code should use the following function definition:
 
 DEFAULT_TEMPLATE = "paper"
 
+#: What the templates' example code blocks hold: a reply whose code is one of these echoed the prompt back.
+PLACEHOLDERS = ("<CODE GOES HERE>", "code")
+
+
+def echoes_placeholder(code: str) -> bool:
+    """Whether extracted code is only a template's placeholder (the 0.5B often answers with the format
+    example itself): no program at all, however the tests grade it."""
+    return code.strip() in PLACEHOLDERS
+
 
 def shown_tests(problem: Problem) -> str:
     """The test block a prompt shows: setup code (if any), then the public tests, one per line.

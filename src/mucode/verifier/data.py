@@ -22,12 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from mucode.backends.base import derive_seed
+from mucode.env import echoes_placeholder
 from mucode.errors import ConfigError, DataError
 from mucode.jobs import PAIRS_PER_PROBLEM
 from mucode.records import ROLLOUT_FORMAT, TRAJECTORIES_FILE, Trajectory, read_trajectories
 from mucode.runs import CONFIG_FILE, file_sha256, read_json
-
-#: The reference's NUM_RM_SAMPLES: (positive, negative) pairs drawn per problem.
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +43,18 @@ class Example:
     run: str
     rollout: int
     turn: int
+
+    @property
+    def real(self) -> bool:
+        """False when the code is a prompt placeholder echoed back: every verifier ranks those last, so
+        counting them makes any verifier look better than random (docs/verifier.md)."""
+        return not echoes_placeholder(self.code)
+
+    @property
+    def first_turn(self) -> bool:
+        """Turn-1 codes of a problem's rollouts are independent samples (the paper's Fig. 4 candidates);
+        later turns revise them."""
+        return self.turn == 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,21 +153,29 @@ def group_by_problem(examples: Iterable[Example]) -> dict[str, list[Example]]:
 
 def make_pairs(examples: Iterable[Example], pairs_per_problem: int = PAIRS_PER_PROBLEM,
                seed: int = 1) -> list[Pair]:
-    """``pairs_per_problem`` (positive, negative) pairs per problem, each side drawn uniformly with replacement.
+    """``pairs_per_problem`` (positive, negative) pairs per problem *and run*, each side drawn uniformly with
+    replacement from that run's codes of the problem, concatenated in run order.
 
-    The draws of a problem come from its own generator, seeded from (seed, task id), so a problem's pairs do not
-    depend on which other problems are present. A problem without a positive or without a negative gives none.
+    A run is one iteration's rollouts: the reference draws 32 pairs per problem from each iteration's data and
+    concatenates the iterations' pair sets (``merge_datasets``), so a problem rolled out in three iterations
+    gives 96 pairs, none mixing two iterations' codes. The draws of (run, problem) come from their own
+    generator, seeded from (seed, task id, the run's position among the runs), so a problem's pairs do not
+    depend on which other problems are present. A (run, problem) without a positive or a negative gives none.
     """
     if isinstance(pairs_per_problem, bool) or not isinstance(pairs_per_problem, int) or pairs_per_problem < 1:
         raise ConfigError(f"pairs_per_problem must be an integer >= 1, got {pairs_per_problem!r}")
+    by_run: dict[str, list[Example]] = {}
+    for example in examples:
+        by_run.setdefault(example.run, []).append(example)
     pairs: list[Pair] = []
-    for task_id, group in group_by_problem(examples).items():
-        positives = [example for example in group if example.label]
-        negatives = [example for example in group if not example.label]
-        if not positives or not negatives:
-            continue
-        rng = random.Random(derive_seed(seed, "verifier-pairs", task_id))
-        pairs += [Pair(rng.choice(positives), rng.choice(negatives)) for _ in range(pairs_per_problem)]
+    for position, run_examples in enumerate(by_run.values()):
+        for task_id, group in group_by_problem(run_examples).items():
+            positives = [example for example in group if example.label]
+            negatives = [example for example in group if not example.label]
+            if not positives or not negatives:
+                continue
+            rng = random.Random(derive_seed(seed, "verifier-pairs", task_id, position))
+            pairs += [Pair(rng.choice(positives), rng.choice(negatives)) for _ in range(pairs_per_problem)]
     return pairs
 
 

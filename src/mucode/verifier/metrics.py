@@ -4,17 +4,22 @@ All three take the candidates of each problem as (scores, labels) arrays:
 - pairwise accuracy: over every (correct, incorrect) pair within a problem, the fraction with s⁺ > s⁻ (a tie
   counts ½); ``micro`` averages over all pairs, ``macro`` over problems (each problem's own fraction);
 - AUROC: the same statistic with all examples pooled across problems (Mann-Whitney U with average ranks);
-- selection accuracy at k: for each problem with at least k candidates, M random k-subsets; the verifier picks
-  its argmax (ties broken at random), a random pick is right with probability = the subset's fraction correct,
-  and the oracle is right when any candidate of the subset is — the BoN@k curve of the paper's Fig. 4, against
-  its floor and its ceiling. Averaged over subsets, then over problems. Problems whose candidates are all
-  correct or all incorrect give the same number to all three and dilute their differences, so the numbers are
-  also given over the problems with both labels only (``selection_mixed``), where a pick can matter.
+- selection accuracy at k: for each problem with at least k candidates, the expected correctness of the pick
+  over *every* k-subset of its candidates, computed exactly (no sampling): the verifier picks its argmax (ties
+  broken uniformly at random), a random pick is right with probability = the fraction correct, and the oracle
+  is right when any candidate of the subset is — the BoN@k curve of the paper's Fig. 4, against its floor and
+  its ceiling. Averaged over problems, with the verifier's lead over random and a 95% bootstrap interval of
+  that lead over problems. Problems whose candidates are all correct or all incorrect give the same number to
+  all three and dilute their differences, so the numbers are also given over the problems with both labels
+  only (``selection_mixed``), where a pick can matter.
+- the Fig. 4 setting (`fig4_selection`): the same, on one fixed set of problems for every k (those with at
+  least max k candidates), meant for independent first-turn samples.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from math import comb
 from typing import Any
 
 import numpy as np
@@ -22,8 +27,10 @@ import numpy as np
 from mucode.backends.base import derive_seed
 
 DEFAULT_KS = (2, 4, 8)
-#: Random k-subsets drawn per problem and k.
-DEFAULT_SUBSETS = 200
+#: The paper's Fig. 4 axis: Best-of-k over independent samples.
+FIG4_KS = (1, 2, 4, 8)
+#: Bootstrap resamples of the problems for a lead's 95% interval.
+BOOTSTRAP_RESAMPLES = 10_000
 
 Group = tuple[np.ndarray, np.ndarray]  # (scores: float, labels: bool) of one problem's candidates
 
@@ -66,33 +73,59 @@ def average_ranks(values: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def selection_accuracy(groups: Mapping[str, Group], k: int, subsets: int = DEFAULT_SUBSETS,
-                       seed: int = 0) -> dict[str, Any]:
-    """Verifier, random and oracle pick accuracy among k candidates (see the module docstring).
+def expected_picks(scores: np.ndarray, labels: np.ndarray, k: int) -> tuple[float, float, float]:
+    """(verifier, random, oracle) pick correctness of one problem, in expectation over all its k-subsets.
 
-    Each problem's subsets and tie-breaks come from a generator seeded by (seed, task id, k), so a problem's
-    numbers do not depend on the others. Values are None when no problem has k candidates.
+    The verifier's pick lies in the best score level present in the subset; levels are sorted descending, and
+    level g (``size`` codes, ``above`` codes scoring higher) is the best one present with probability
+    [C(n − above, k) − C(n − above − size, k)] / C(n, k). Given that, the pick is uniform among the subset's
+    codes of that level, whose expected correctness is the level's fraction correct, by symmetry.
     """
-    verifier, random_pick, oracle = [], [], []
-    for task_id, (scores, labels) in groups.items():
-        if len(scores) < k:
-            continue
-        rng = np.random.default_rng(derive_seed(seed, "verifier-selection", task_id, k))
-        chosen = np.argsort(rng.random((subsets, len(scores))), axis=1)[:, :k]  # uniform k-subsets
-        subset_scores, subset_labels = scores[chosen], labels[chosen]
-        tie_break = rng.random(chosen.shape)
-        pick = np.lexsort((tie_break, subset_scores), axis=-1)[:, -1]  # argmax score, then random among ties
-        verifier.append(subset_labels[np.arange(subsets), pick].mean())
-        random_pick.append(subset_labels.mean())
-        oracle.append(subset_labels.any(axis=1).mean())
-    if not verifier:
-        return {"verifier": None, "random": None, "oracle": None, "problems": 0}
-    return {"verifier": float(np.mean(verifier)), "random": float(np.mean(random_pick)),
-            "oracle": float(np.mean(oracle)), "problems": len(verifier)}
+    n, total = len(scores), comb(len(scores), k)
+    verifier, above = 0.0, 0
+    for level in np.unique(scores)[::-1]:
+        members = scores == level
+        size = int(members.sum())
+        verifier += (comb(n - above, k) - comb(n - above - size, k)) / total * float(labels[members].mean())
+        above += size
+    negatives = int((~labels).sum())
+    return verifier, float(labels.mean()), 1.0 - comb(negatives, k) / total
 
 
-def verifier_metrics(groups: Mapping[str, Group], ks: Sequence[int] = DEFAULT_KS, subsets: int = DEFAULT_SUBSETS,
-                     seed: int = 0) -> dict[str, Any]:
+def selection_accuracy(groups: Mapping[str, Group], k: int, seed: int = 0) -> dict[str, Any]:
+    """Verifier, random and oracle pick accuracy among k candidates over the problems with at least k, and the
+    verifier's lead over random in points with its 95% bootstrap interval (see the module docstring). Values
+    are None when no problem has k candidates."""
+    rows = [expected_picks(scores, labels, k) for scores, labels in groups.values() if len(scores) >= k]
+    if not rows:
+        return {"verifier": None, "random": None, "oracle": None, "problems": 0, "lead": None, "lead_ci95": None}
+    verifier, random_pick, oracle = (np.array(column) for column in zip(*rows, strict=True))
+    leads = 100 * (verifier - random_pick)
+    return {"verifier": float(verifier.mean()), "random": float(random_pick.mean()), "oracle": float(oracle.mean()),
+            "problems": len(rows), "lead": float(leads.mean()), "lead_ci95": bootstrap_ci(leads, seed, k)}
+
+
+def bootstrap_ci(values: np.ndarray, seed: int, *key: object) -> list[float]:
+    """The 95% percentile-bootstrap interval of the mean of per-problem ``values`` (problems resampled with
+    replacement, `BOOTSTRAP_RESAMPLES` times, seeded by (seed, key))."""
+    rng = np.random.default_rng(derive_seed(seed, "bootstrap", *key))
+    means = values[rng.integers(0, len(values), size=(BOOTSTRAP_RESAMPLES, len(values)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return [float(low), float(high)]
+
+
+def fig4_selection(groups: Mapping[str, Group], ks: Sequence[int] = FIG4_KS, seed: int = 0) -> dict[str, Any]:
+    """Selection accuracy at every k in ``ks`` over one set of problems: those with at least max(ks)
+    candidates (listed, so the set is explicit), as the paper's Fig. 4 plots BoN@k for independent samples."""
+    need = max(ks)
+    qualifying = {task_id: group for task_id, group in groups.items() if len(group[0]) >= need}
+    mixed = {task_id: (s, y) for task_id, (s, y) in qualifying.items() if y.any() and not y.all()}
+    return {"min_candidates": need, "problems": sorted(qualifying), "problems_with_both_labels": len(mixed),
+            "selection": {str(k): selection_accuracy(qualifying, k, seed) for k in ks},
+            "selection_mixed": {str(k): selection_accuracy(mixed, k, seed) for k in ks}}
+
+
+def verifier_metrics(groups: Mapping[str, Group], ks: Sequence[int] = DEFAULT_KS, seed: int = 0) -> dict[str, Any]:
     """Every metric above, plus the counts they were computed on; selection accuracy both over every problem
     and over those with both labels."""
     scores = np.concatenate([group[0] for group in groups.values()]) if groups else np.zeros(0)
@@ -100,6 +133,5 @@ def verifier_metrics(groups: Mapping[str, Group], ks: Sequence[int] = DEFAULT_KS
     mixed = {task_id: (s, y) for task_id, (s, y) in groups.items() if y.any() and not y.all()}
     return {"examples": len(scores), "positives": int(labels.sum()), "problems": len(groups),
             "pairwise_accuracy": pairwise_accuracy(groups), "auroc": auroc(scores, labels),
-            "selection": {str(k): selection_accuracy(groups, k, subsets, seed) for k in ks},
-            "selection_mixed": {str(k): selection_accuracy(mixed, k, subsets, seed) for k in ks},
-            "subsets": subsets, "seed": seed}
+            "selection": {str(k): selection_accuracy(groups, k, seed) for k in ks},
+            "selection_mixed": {str(k): selection_accuracy(mixed, k, seed) for k in ks}, "seed": seed}
