@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mucode.verifier.data import Example, RolloutData, RunInfo
-from mucode.verifier.evaluate import heldout_metrics, problem_groups
+from mucode.verifier.evaluate import heldout_metrics
 from mucode.verifier.metrics import (
     auroc,
     average_ranks,
@@ -148,7 +148,7 @@ def test_heldout_metrics_leave_placeholder_echoes_and_later_turns_out_where_they
     assert metrics["real"]["auroc"] == 1.0  # 0.9, 0.7 above 0.5, 0.1
     assert metrics["excluded"] == {"placeholder_echoes": {"count": 2, "mean_fraction_ranked_below": 0.0},
                                    "no_code_turns": 2}
-    first = metrics["first_turn"]  # a: two real first-turn codes, b: one; with ks (1, 2, 4, 8) none has 8
-    assert first["problems"] == [] and first["selection"]["1"]["problems"] == 0
-    assert fig4_selection(problem_groups([(e, s) for e, s in zip(examples, scores) if e.real and e.first_turn]),
-                          ks=(1, 2))["problems"] == ["a"]
+    # three rollouts per problem at most, so Best-of-k for k = 1, 2; a has two real first-turn codes, b one
+    first = metrics["first_turn"]
+    assert first["min_candidates"] == 2 and first["problems"] == ["a"] and set(first["selection"]) == {"1", "2"}
+    assert first["selection"]["2"]["verifier"] == 1.0  # 0.9 (right) above 0.5 (wrong); turn 2's 0.7 is not in

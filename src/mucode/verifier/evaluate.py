@@ -97,11 +97,18 @@ def heldout_metrics(data: RolloutData, scores: Sequence[float], ks: Sequence[int
     """The ``metrics`` of ``evaluation.json`` (see the module docstring) for the examples' scores."""
     scored = list(zip(data.examples, scores, strict=True))
     real = [(example, score) for example, score in scored if example.real]
+    first_turn = problem_groups([(example, score) for example, score in real if example.first_turn])
     return {"real": verifier_metrics(problem_groups(real), ks, seed),
-            "first_turn": fig4_selection(problem_groups([(e, s) for e, s in real if e.first_turn]), FIG4_KS, seed),
+            "first_turn": fig4_selection(first_turn, fig4_ks(data), seed),
             "all": verifier_metrics(problem_groups(scored), ks, seed),
             "excluded": {"placeholder_echoes": placeholder_ranks(scored),
                          "no_code_turns": sum(run.no_code for run in data.runs)}}
+
+
+def fig4_ks(data: RolloutData) -> tuple[int, ...]:
+    """`FIG4_KS` up to the rollouts per problem (a run of 4 rollouts cannot show Best-of-8), at least (1,)."""
+    rollouts = max((len({(e.run, e.rollout) for e in group}) for group in data.by_problem().values()), default=1)
+    return tuple(k for k in FIG4_KS if k <= rollouts) or (1,)
 
 
 def placeholder_ranks(scored: Sequence[tuple[Example, float]]) -> dict[str, Any]:
