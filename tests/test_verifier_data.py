@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from mucode.errors import ConfigError, DataError
 from mucode.problems import dataset_fingerprint
 from mucode.records import read_trajectories
 from mucode.rollout import run_rollouts
-from mucode.types import ExecResult, TestStatus, TestVerdict
+from mucode.types import ExecResult, Problem, TestStatus, TestVerdict
 from mucode.verifier import Example, examples_from_record, load_rollouts, make_pairs
 from mucode.verifier.data import data_summary
 from tests.scripted_backend import PROBLEMS, RIGHT, TRAP, WRONG, ScriptedBackend, fenced
@@ -64,9 +64,9 @@ class OracleSandbox:
 
 
 def write_run(out: Path, *, rollouts: int = 6, seed: int = 3, script: Mapping | None = None,
-              source: Mapping | None = None, template: str = "paper") -> Path:
+              source: Mapping | None = None, template: str = "paper", problems: Sequence[Problem] = PROBLEMS) -> Path:
     """A rollout run folder over the scripted problems, written by `run_rollouts`."""
-    run_rollouts(PROBLEMS, ScriptedBackend("scripted", script or SCRIPT), OracleSandbox(), rollouts=rollouts, turns=3,
+    run_rollouts(problems, ScriptedBackend("scripted", script or SCRIPT), OracleSandbox(), rollouts=rollouts, turns=3,
                  params=SamplingParams(n=1, temperature=0.7, max_tokens=100, seed=seed), template=template,
                  out_dir=out, progress=False, source=source or SOURCE)
     return out

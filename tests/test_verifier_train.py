@@ -3,6 +3,7 @@ or refuse, verifier.json says how the verifier was made. Tiny random Qwen2 backb
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from mucode.verifier import (  # noqa: E402
     read_info,
     train_verifier,
 )
+from tests.scripted_backend import PROBLEMS  # noqa: E402
 from tests.test_verifier_data import SCRIPT, WRONG, write_run  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -131,6 +133,32 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(run: Path, tiny_qwen2: P
     assert resumed.info["training"]["steps"] == reference.info["training"]["steps"] == 4
     examples = [(example.prompt, example.code) for example in load_rollouts([run]).examples]
     assert resumed.verifier.score_texts(examples) == pytest.approx(reference.verifier.score_texts(examples), abs=1e-5)
+
+
+def test_the_learning_curve_scores_held_out_runs_every_n_items_and_keeps_its_points_across_a_resume(
+        tiny_qwen2: Path, tmp_path: Path) -> None:
+    inc, neg, half = PROBLEMS
+    train = write_run(tmp_path / "train", problems=[inc, half])  # inc has both labels: 8 pairs
+    heldout = write_run(tmp_path / "heldout", problems=[neg], seed=5, rollouts=8)
+    settings = {"batch_size": 4, "epochs": 2, "save_steps": 1, "heldout": (str(heldout),), "eval_every": 8}
+    with pytest.raises(KeyboardInterrupt):  # 2 steps per epoch; points after 8 and 16 pairs: steps 2 and 4
+        train_verifier(config(train, tmp_path / "v", tiny_qwen2, **settings), callbacks=[Interrupt(3)])
+    curve = tmp_path / "v" / "checkpoints" / "curve.jsonl"
+    assert [json.loads(line)["step"] for line in curve.read_text().splitlines()] == [2]
+    result = train_verifier(config(train, tmp_path / "v", tiny_qwen2, **settings))
+    points = [json.loads(line) for line in (tmp_path / "v" / "curve.jsonl").read_text().splitlines()]
+    assert [(p["step"], p["items"]) for p in points] == [(2, 8), (4, 16)]  # the end (step 4) is not scored twice
+    real = points[-1]["metrics"]["real"]
+    assert real["examples"] == len(load_rollouts([heldout]).examples) and 0 <= real["auroc"] <= 1
+    assert set(points[-1]["metrics"]["first_turn"]["selection"]) == {"1", "2", "4", "8"}
+    summary = result.info["heldout_curve"]
+    assert [row["items"] for row in summary] == [8, 16] and summary[-1]["auroc_real"] == real["auroc"]
+    assert result.info["heldout"][0]["path"] == str(heldout)
+    assert "heldout" not in result.info["hyperparameters"]  # watching the training does not change its identity
+    with pytest.raises(ConfigError, match=r"held-out runs share 2 problem\(s\) with the training runs"):
+        train_verifier(config(train, tmp_path / "w", tiny_qwen2, heldout=(str(train),)))
+    with pytest.raises(ConfigError, match="eval_every needs held-out rollout runs"):
+        config(train, tmp_path / "w", tiny_qwen2, eval_every=8)
 
 
 def test_rerunning_reuses_the_verifier_and_another_config_needs_force(run: Path, tiny_qwen2: Path,

@@ -149,6 +149,10 @@ class TrainConfig(JobConfig):
     weight_decay: float = 0.01
     adam_epsilon: float = 1e-5
     seed: int = 1
+    #: Held-out rollout runs scored during fine-tuning: the learning curve (`mucode.verifier.curve`).
+    heldout: tuple[str, ...] = ()
+    #: Items (pairs or examples) trained on between two held-out evaluations; 0: only at the end.
+    eval_every: int = 0
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -157,12 +161,17 @@ class TrainConfig(JobConfig):
             raise ConfigError("head_only and lora exclude each other: head-only training changes no backbone weight")
         if self.epochs is None:
             object.__setattr__(self, "epochs", VERIFIER_EPOCHS[training_mode(self)])
-        self._validate(positive=("pairs_per_problem",), non_negative=("l2_coeff",))
+        self._validate(positive=("pairs_per_problem",), non_negative=("l2_coeff", "eval_every"))
         object.__setattr__(self, "rollouts", tuple(str(run) for run in self.rollouts))
+        object.__setattr__(self, "heldout", tuple(str(run) for run in self.heldout))
+        if self.eval_every and not self.heldout:
+            raise ConfigError("eval_every needs held-out rollout runs to evaluate on (heldout)")
 
     def hyperparameters(self, *ignored: str) -> dict[str, Any]:
-        # head_only is absent rather than False, so verifiers trained before the option keep their identity
-        return super().hyperparameters("rollouts", *ignored, *(() if self.head_only else ("head_only",)))
+        # head_only is absent rather than False, so verifiers trained before the option keep their identity;
+        # held-out evaluation only watches the training, so it is not part of the identity either
+        return super().hyperparameters("rollouts", "heldout", "eval_every", *ignored,
+                                       *(() if self.head_only else ("head_only",)))
 
 
 @dataclass(frozen=True, kw_only=True)

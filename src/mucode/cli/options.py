@@ -71,6 +71,8 @@ HELP: dict[str, str] = {
     "TrainConfig.batch_size": "Pairs (bt) or examples (bce) per optimiser step.",
     "micro_batch_size": "Pairs or examples per forward pass (gradients are accumulated up to --batch-size).",
     "pairs_per_problem": "bt: (correct, incorrect) pairs drawn per problem.",
+    "eval_every": "With --heldout: items (pairs or examples) trained on between held-out evaluations; 0: at the "
+                  "end only.",
     "max_length": "Longer inputs (tokens) are left out of training.",
     "l2_coeff": "bt: λ of the λ·mean(R²) term.",
     "weight_decay": "AdamW weight decay.",

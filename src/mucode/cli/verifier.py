@@ -28,17 +28,21 @@ Dtype = Annotated[str, typer.Option(help="auto (bf16 where faster), bf16, fp32 (
 @derived((TrainConfig, ["loss", "backbone", "lora", "lora_rank", "lora_alpha", "lora_dropout", "head_only",
                         "learning_rate", "epochs", "batch_size", "micro_batch_size", "pairs_per_problem", "max_length",
                         "l2_coeff", "weight_decay", "adam_epsilon", "max_grad_norm", "seed", "precision",
-                        "gradient_checkpointing", "save_steps", "keep_checkpoints", "force"]))
+                        "gradient_checkpointing", "save_steps", "keep_checkpoints", "eval_every", "force"]))
 def train_command(
     rollouts: Rollouts,
     out: Annotated[Path, typer.Option(help="Verifier folder (weights, tokenizer, verifier.json); checkpoints go "
                                            "to OUT/checkpoints and the same command resumes from them.")],
+    heldout: Annotated[str, typer.Option(help="Held-out rollout runs, comma-separated, scored during training "
+                                              "(the learning curve: OUT/curve.jsonl).")] = "",
     **options: Any,
 ) -> None:
     """Train a verifier on the codes of rollout runs (every code labelled by the oracle)."""
     from mucode.verifier.train import train_verifier
 
-    result = train_verifier(TrainConfig(rollouts=split_ids(rollouts), out=str(out), **options))
+    config = TrainConfig(rollouts=split_ids(rollouts), out=str(out), heldout=split_ids(heldout) if heldout else (),
+                         **options)
+    result = train_verifier(config)
     console.print(train_table(result.info, out, result.trained))
 
 
@@ -106,6 +110,12 @@ def train_table(info: Mapping[str, Any], out: Path, trained: bool) -> Table:
         table.add_row("last logged loss", f"{last['loss']:.4f} (step {last.get('step')})")
     if "accuracy" in last:
         table.add_row("last logged accuracy", f"{last['accuracy']:.2%}")
+    if info.get("heldout_curve"):
+        point = info["heldout_curve"][-1]
+        area = "n/a" if point["auroc_real"] is None else f"{point['auroc_real']:.4f}"
+        lead = "n/a" if point["sel4_lead_real"] is None else f"{point['sel4_lead_real']:+.1f} points"
+        table.add_row("held-out, real code", f"AUROC {area}, sel@4 lead {lead} ({len(info['heldout_curve'])} "
+                                             f"points in {out / 'curve.jsonl'})")
     table.add_row("time", f"{info['timings']['seconds']:.0f} s")
     table.add_row("verifier", str(out))
     return table

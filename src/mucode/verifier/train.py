@@ -44,7 +44,8 @@ from mucode.finetune import (
     with_lora,
 )
 from mucode.jobs import TrainConfig
-from mucode.runs import progress_bar, versions
+from mucode.runs import progress_bar, versions, write_jsonl
+from mucode.verifier.curve import CURVE_FILE, HeldoutCurve, curve_summary
 from mucode.verifier.data import (
     Example,
     Pair,
@@ -209,24 +210,34 @@ def train_verifier(config: TrainConfig, callbacks: Sequence[TrainerCallback] = (
     if finished is not None:
         return TrainResult(finished, Verifier.load(out, dtype="fp32"), trained=False)
     selected, data_info = _training_data(config, data)
+    heldout = _heldout(config, data)
     checkpoints = checkpoint_dir(out, identity, config.force)
     set_seed(config.seed)
     model, tokenizer, ref = load_backbone(config.backbone, seed=config.seed)
     encode = _Encoded(InputFormat(tokenizer))
     kept = _within_length(config, selected, encode)
+    curve = HeldoutCurve(heldout, tokenizer, every=config.eval_every, items_per_step=config.batch_size,
+                         total_items=len(kept) * config.epochs, path=checkpoints / CURVE_FILE, bf16=bf16) \
+        if heldout else None
     if config.head_only:
         final, training = _train_head(config, model, tokenizer, kept, checkpoints, bf16, data.template)
+        if curve:
+            curve.evaluate(final, step=0)
     else:
-        final, training = _fine_tune(config, model, tokenizer, kept, encode, checkpoints, bf16, callbacks)
+        final, training = _fine_tune(config, model, tokenizer, kept, encode, checkpoints, bf16,
+                                     [*callbacks, *([curve] if curve else [])])
     info = {"identity": identity, "backbone": {"name": config.backbone, "model_id": ref.model_id},
             "loss": config.loss, "template": data.template, "hyperparameters": config.hyperparameters(),
             "precision": "bf16" if bf16 else "fp32",
             "data": {**data_info, "items": len(kept), "dropped_too_long": len(selected) - len(kept),
                      "runs": data.fingerprint()},
             "training": training,
+            **({"heldout": heldout.fingerprint(), "heldout_curve": curve_summary(curve.points())} if curve else {}),
             "timings": {"seconds": round(time.time() - started, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")},
             "versions": versions(*HF_PACKAGES)}
     save_verifier(final, tokenizer, out, info)
+    if curve:
+        write_jsonl(out / CURVE_FILE, curve.points())
     if not config.keep_checkpoints:
         drop_checkpoints(checkpoints)
         (checkpoints / FEATURES_FILE).unlink(missing_ok=True)
@@ -287,6 +298,21 @@ def _head_objective(loss: str, l2_coeff: float, head: torch.nn.Module,
         return bt_loss(chosen, rejected, l2_coeff), (chosen > rejected).float().sum().item()
     scores, labels = head(batch[0]).squeeze(-1), batch[1]
     return bce_loss(scores, labels), ((scores > 0).float() == labels).float().sum().item()
+
+
+def _heldout(config: TrainConfig, data: RolloutData) -> RolloutData | None:
+    """The held-out runs of the learning curve (read before any model loads), in the training runs' template;
+    ConfigError when they share a problem with the training runs (the curve would not be held out)."""
+    if not config.heldout:
+        return None
+    heldout = load_rollouts(config.heldout)
+    if heldout.template != data.template:
+        raise ConfigError(f"held-out runs use template {heldout.template!r}, the training runs {data.template!r}")
+    shared = sorted(set(heldout.by_problem()) & set(data.by_problem()))
+    if shared:
+        raise ConfigError(f"held-out runs share {len(shared)} problem(s) with the training runs (e.g. task "
+                          f"{shared[0]!r}); hold out other problems")
+    return heldout
 
 
 def _training_data(config: TrainConfig, data: RolloutData) -> tuple[list[Any], dict[str, Any]]:
