@@ -4,8 +4,9 @@
 
 Each RUN is a `mucode eval` folder (results.json). The first run is the reference: every other run is paired
 with it task by task (one search per task, as greedy runs have) at turn 1 (single-turn) and at the last turn
-(multi-turn); the table lists the tasks only one of the two solved and the exact two-sided McNemar p-value
-(binomial on the discordant tasks). Writes ``DIR/summary.json`` and ``DIR/README.md``.
+(multi-turn); the table lists the tasks only one of the two solved, the exact two-sided McNemar p-value
+(binomial on the discordant tasks) and the success difference in points with a 95% bootstrap interval over
+tasks. Writes ``DIR/summary.json`` and ``DIR/README.md``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from datetime import UTC, datetime
 from math import comb
 from pathlib import Path
 
+import numpy as np
+
 from mucode.backends.auto import machine_fingerprint
+from mucode.metrics import bootstrap_ci
 
 
 def load(run: Path) -> dict:
@@ -50,9 +54,12 @@ def compare(reference: dict, other: dict, k: int) -> dict:
     tasks = sorted(set(first) & set(second))
     only_first = [t for t in tasks if first[t] and not second[t]]
     only_second = [t for t in tasks if second[t] and not first[t]]
+    differences = np.array([100.0 * (second[t] - first[t]) for t in tasks])
     return {"turn": k, "tasks": len(tasks), "reference": sum(first[t] for t in tasks),
             "other": sum(second[t] for t in tasks), "only_reference": only_first, "only_other": only_second,
-            "mcnemar_p": round(mcnemar(len(only_first), len(only_second)), 4)}
+            "mcnemar_p": round(mcnemar(len(only_first), len(only_second)), 4),
+            "difference": round(float(differences.mean()), 2),
+            "difference_ci95": [round(x, 2) for x in bootstrap_ci(differences, 0, "paired", k)]}
 
 
 def main() -> None:
@@ -86,7 +93,9 @@ def main() -> None:
             lines.append(f"- {pair['other']}, {name.replace('_', '-')} (turn {c['turn']}): {c['other']} vs "
                          f"{c['reference']} of {c['tasks']}; only {reference['label']}: "
                          f"{', '.join(c['only_reference']) or 'none'}; only {pair['other']}: "
-                         f"{', '.join(c['only_other']) or 'none'}; p = {c['mcnemar_p']}")
+                         f"{', '.join(c['only_other']) or 'none'}; p = {c['mcnemar_p']}; difference "
+                         f"{c['difference']:+.1f} points [{c['difference_ci95'][0]:+.1f}, "
+                         f"{c['difference_ci95'][1]:+.1f}] (95% bootstrap over tasks)")
     (args.out / "README.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

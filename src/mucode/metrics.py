@@ -12,7 +12,11 @@ from statistics import NormalDist
 
 import numpy as np
 
+from mucode.backends.base import derive_seed
+
 DEFAULT_KS = (1, 5, 10)
+#: Bootstrap resamples for a mean's 95% interval.
+BOOTSTRAP_RESAMPLES = 10_000
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -146,3 +150,13 @@ def pass_at_k_estimates(per_task_counts: Sequence[tuple[int, int]], ks: Sequence
 def _estimate(value: float, tasks: int, confidence: float) -> Estimate:
     low, high = wilson_interval(min(max(value * tasks, 0.0), float(tasks)), tasks, confidence)
     return Estimate(value, low, high, tasks)
+
+
+def bootstrap_ci(values: np.ndarray, seed: int, *key: object) -> list[float]:
+    """The 95% percentile-bootstrap interval of the mean of per-task (or per-problem) ``values``: tasks
+    resampled with replacement, `BOOTSTRAP_RESAMPLES` times, from a generator seeded by (seed, key)."""
+    rng = np.random.default_rng(derive_seed(seed, "bootstrap", *key))
+    values = np.asarray(values, dtype=np.float64)
+    means = values[rng.integers(0, len(values), size=(BOOTSTRAP_RESAMPLES, len(values)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return [float(low), float(high)]

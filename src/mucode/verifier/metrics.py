@@ -24,13 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from mucode.backends.base import derive_seed
+from mucode.metrics import bootstrap_ci
 
 DEFAULT_KS = (2, 4, 8)
 #: The paper's Fig. 4 axis: Best-of-k over independent samples.
 FIG4_KS = (1, 2, 4, 8)
-#: Bootstrap resamples of the problems for a lead's 95% interval.
-BOOTSTRAP_RESAMPLES = 10_000
 
 Group = tuple[np.ndarray, np.ndarray]  # (scores: float, labels: bool) of one problem's candidates
 
@@ -103,15 +101,6 @@ def selection_accuracy(groups: Mapping[str, Group], k: int, seed: int = 0) -> di
     leads = 100 * (verifier - random_pick)
     return {"verifier": float(verifier.mean()), "random": float(random_pick.mean()), "oracle": float(oracle.mean()),
             "problems": len(rows), "lead": float(leads.mean()), "lead_ci95": bootstrap_ci(leads, seed, k)}
-
-
-def bootstrap_ci(values: np.ndarray, seed: int, *key: object) -> list[float]:
-    """The 95% percentile-bootstrap interval of the mean of per-problem ``values`` (problems resampled with
-    replacement, `BOOTSTRAP_RESAMPLES` times, seeded by (seed, key))."""
-    rng = np.random.default_rng(derive_seed(seed, "bootstrap", *key))
-    means = values[rng.integers(0, len(values), size=(BOOTSTRAP_RESAMPLES, len(values)))].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return [float(low), float(high)]
 
 
 def fig4_selection(groups: Mapping[str, Group], ks: Sequence[int] = FIG4_KS, seed: int = 0) -> dict[str, Any]:
