@@ -23,7 +23,7 @@ from mucode.records import read_trajectories
 from mucode.rollout import run_rollouts
 from mucode.types import ExecResult, Problem, TestStatus, TestVerdict
 from mucode.verifier import Example, examples_from_record, load_rollouts, make_pairs
-from mucode.verifier.data import data_summary
+from mucode.verifier.data import data_summary, problem_sets
 from tests.scripted_backend import PROBLEMS, RIGHT, TRAP, WRONG, ScriptedBackend, fenced
 
 NO_CODE = "I am not sure how to do this."
@@ -168,6 +168,22 @@ def test_pairs_are_drawn_per_iteration_and_concatenated() -> None:
     # an iteration whose codes are all wrong adds nothing; the first iteration's pairs do not depend on later ones
     all_wrong = [replace(e, label=False, run="iteration-2") for e in second]
     assert make_pairs(first + all_wrong, 32, seed=1) == make_pairs(first, 32, seed=1) == pairs[:32]
+
+
+def test_problem_sets_hold_each_runs_distinct_codes_of_problems_with_both_labels() -> None:
+    codes = [example("a", True, "right"), example("a", True, "right"), example("a", False, "wrong"),
+             example("a", False, "other"), example("b", False, "x"), replace(example("a", True, "later"), run="s")]
+    sets = problem_sets(codes)
+    assert [([e.code for e in s.positives], [e.code for e in s.negatives]) for s in sets] == [
+        (["right"], ["wrong", "other"])]  # b has no positive; run s has no negative
+    assert sets[0].pairs == 2
+    assert data_summary(codes, sets=sets) == {"examples": 6, "positives": 3, "problems": 2,
+                                              "problems_with_both_labels": 1, "problem_sets": 1, "codes": 3,
+                                              "pairs": 2}
+    many = [example("c", i < 2, f"code {i}") for i in range(30)]
+    [capped] = problem_sets(many, max_codes=5, seed=1)
+    assert len(capped.positives) + len(capped.negatives) == 5 and capped.positives and capped.negatives
+    assert problem_sets(many, max_codes=5, seed=1) == [capped] != problem_sets(many, max_codes=5, seed=2)
 
 
 # ------------------------------------------------------------------------------------------------- runs

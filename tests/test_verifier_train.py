@@ -18,6 +18,7 @@ from mucode.errors import ConfigError  # noqa: E402
 from mucode.verifier import (  # noqa: E402
     TrainConfig,
     Verifier,
+    all_pairs_bt_loss,
     bce_loss,
     bt_loss,
     load_backbone,
@@ -73,11 +74,31 @@ def test_loss_values() -> None:
         (math.log(2) + math.log(1 + math.exp(2))) / 2, rel=1e-6)
 
 
-@pytest.mark.parametrize(("loss", "lora"), [("bt", False), ("bce", False), ("bt", True), ("bce", True)])
+def test_all_pairs_loss_is_the_mean_over_each_problems_pairs() -> None:
+    scores = torch.tensor([2.0, 0.0, 1.0, 3.0, -1.0])
+    labels = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0])
+    groups = torch.tensor([0, 0, 0, 1, 1])  # problem 0: one positive, two negatives; problem 1: one of each
+
+    def term(difference: float) -> float:
+        return -math.log(1 / (1 + math.exp(-difference)))
+
+    loss, correct, seen = all_pairs_bt_loss(scores, labels, groups, 1e-3)
+    expected = ((term(2.0) + term(1.0)) / 2 + term(4.0)) / 2 + 1e-3 * float(scores.pow(2).mean())
+    assert loss.item() == pytest.approx(expected, rel=1e-6) and (correct, seen) == (3.0, 3)
+    # the reference's sampled pairs estimate it: over a problem's every pair, the BT terms average to it
+    chosen, rejected = torch.tensor([2.0, 2.0]), torch.tensor([0.0, 1.0])
+    assert all_pairs_bt_loss(scores[:3], labels[:3], groups[:3], 0.0)[0].item() == pytest.approx(
+        bt_loss(chosen, rejected, 0.0).item())
+
+
+@pytest.mark.parametrize(("loss", "lora", "pairing"), [("bt", False, "sampled"), ("bce", False, "sampled"),
+                                                       ("bt", True, "sampled"), ("bce", True, "sampled"),
+                                                       ("bt", False, "all")])
 def test_training_reduces_the_loss_and_the_saved_verifier_reloads_identically(
-        run: Path, tiny_qwen2: Path, tmp_path: Path, loss: str, lora: bool) -> None:
+        run: Path, tiny_qwen2: Path, tmp_path: Path, loss: str, lora: bool, pairing: str) -> None:
     before = dataset_loss(initial_verifier(tiny_qwen2), run, loss)
-    result = train_verifier(config(run, tmp_path / "v", tiny_qwen2, loss=loss, lora=lora))
+    extra = {"pairing": pairing, "batch_size": 2, "micro_batch_size": 1, "epochs": 16} if pairing == "all" else {}
+    result = train_verifier(config(run, tmp_path / "v", tiny_qwen2, loss=loss, lora=lora, **extra))
     after = dataset_loss(result.verifier, run, loss)
     assert result.trained and after < 0.5 * before, (before, after)
     loaded = Verifier.load(tmp_path / "v", dtype="fp32", batch_size=result.verifier.batch_size)
@@ -181,6 +202,10 @@ def test_nothing_to_train_on_and_bad_options_are_one_line_errors(tiny_qwen2: Pat
         config(run, tmp_path / "v", tiny_qwen2, batch_size=10)
     with pytest.raises(ConfigError, match="loss must be one of bt, bce; got 'hinge'"):
         config(run, tmp_path / "v", tiny_qwen2, loss="hinge")
+    with pytest.raises(ConfigError, match="pairing 'all' applies to fine-tuning with the bt loss"):
+        config(run, tmp_path / "v", tiny_qwen2, loss="bce", pairing="all")
+    with pytest.raises(ConfigError, match="pairing must be one of sampled, all"):
+        config(run, tmp_path / "v", tiny_qwen2, pairing="every")
     (tmp_path / "file").write_text("")
     with pytest.raises(ConfigError, match="is a file"):
         train_verifier(config(run, tmp_path / "file", tiny_qwen2))

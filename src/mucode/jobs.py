@@ -25,6 +25,9 @@ POSITIVE_FIELDS = ("lora_rank", "lora_alpha", "epochs", "batch_size", "micro_bat
 RUN_FIELDS = ("out", "force", "progress", "save_steps", "logging_steps", "keep_checkpoints")
 
 LOSSES = ("bt", "bce")
+#: How BT pairs are formed: "sampled" (the reference: pairs_per_problem drawn with replacement) or "all" (every
+#: (correct, incorrect) pair of a problem's distinct codes, `mucode.verifier.data.problem_sets`).
+PAIRINGS = ("sampled", "all")
 #: The reference draws 32 (correct, incorrect) pairs per problem (docs/method.md §4).
 PAIRS_PER_PROBLEM = 32
 #: Verifier learning rates when none is given. The reference's 1e-6 full fine-tuning is for a 1B model on 4 GPUs
@@ -144,6 +147,7 @@ class TrainConfig(JobConfig):
     batch_size: int = 64
     micro_batch_size: int = 2
     pairs_per_problem: int = PAIRS_PER_PROBLEM
+    pairing: str = "sampled"
     max_length: int = 2048
     l2_coeff: float = 1e-3
     weight_decay: float = 0.01
@@ -159,6 +163,10 @@ class TrainConfig(JobConfig):
             raise ConfigError(f"loss must be one of {', '.join(LOSSES)}; got {self.loss!r}")
         if self.head_only and self.lora:
             raise ConfigError("head_only and lora exclude each other: head-only training changes no backbone weight")
+        if self.pairing not in PAIRINGS:
+            raise ConfigError(f"pairing must be one of {', '.join(PAIRINGS)}; got {self.pairing!r}")
+        if self.pairing == "all" and (self.loss != "bt" or self.head_only):
+            raise ConfigError("pairing 'all' applies to fine-tuning with the bt loss")
         if self.epochs is None:
             object.__setattr__(self, "epochs", VERIFIER_EPOCHS[training_mode(self)])
         self._validate(positive=("pairs_per_problem",), non_negative=("l2_coeff", "eval_every"))
@@ -170,8 +178,10 @@ class TrainConfig(JobConfig):
     def hyperparameters(self, *ignored: str) -> dict[str, Any]:
         # head_only is absent rather than False, so verifiers trained before the option keep their identity;
         # held-out evaluation only watches the training, so it is not part of the identity either
+        # (pairing likewise: absent when it is the reference's "sampled")
         return super().hyperparameters("rollouts", "heldout", "eval_every", *ignored,
-                                       *(() if self.head_only else ("head_only",)))
+                                       *(() if self.head_only else ("head_only",)),
+                                       *(() if self.pairing != "sampled" else ("pairing",)))
 
 
 @dataclass(frozen=True, kw_only=True)

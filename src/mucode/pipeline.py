@@ -139,8 +139,8 @@ class RolloutSection(_section("RolloutFields", (RolloutConfig, ["rollouts", "tur
 class VerifierSection(_section("VerifierFields", (TrainConfig, ["loss", "lora", "lora_rank", "lora_alpha",
                                                                 "head_only", "learning_rate", "epochs",
                                                                 "batch_size", "micro_batch_size",
-                                                                "pairs_per_problem", "max_length", "precision",
-                                                                "seed", "gradient_checkpointing"]),
+                                                                "pairs_per_problem", "pairing", "max_length",
+                                                                "precision", "seed", "gradient_checkpointing"]),
                                backbone=(str | None, None), aggregate=(bool, True))):  # type: ignore[misc]
     """Verifier training (`mucode.verifier.TrainConfig`); ``backbone`` None = the generator's base model.
     ``aggregate``: train on the rollouts of every iteration so far (paper and reference) or the latest only."""

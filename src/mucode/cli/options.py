@@ -71,6 +71,8 @@ HELP: dict[str, str] = {
     "TrainConfig.batch_size": "Pairs (bt) or examples (bce) per optimiser step.",
     "micro_batch_size": "Pairs or examples per forward pass (gradients are accumulated up to --batch-size).",
     "pairs_per_problem": "bt: (correct, incorrect) pairs drawn per problem.",
+    "pairing": "bt: sampled (pairs_per_problem drawn per problem, the reference) or all (every pair of a problem's "
+               "distinct codes, one pass per code: several times cheaper; batch_size then counts problems).",
     "eval_every": "With --heldout: items (pairs or examples) trained on between held-out evaluations; 0: at the "
                   "end only.",
     "max_length": "Longer inputs (tokens) are left out of training.",

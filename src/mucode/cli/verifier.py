@@ -26,7 +26,8 @@ Dtype = Annotated[str, typer.Option(help="auto (bf16 where faster), bf16, fp32 (
 
 @app.command("train")
 @derived((TrainConfig, ["loss", "backbone", "lora", "lora_rank", "lora_alpha", "lora_dropout", "head_only",
-                        "learning_rate", "epochs", "batch_size", "micro_batch_size", "pairs_per_problem", "max_length",
+                        "learning_rate", "epochs", "batch_size", "micro_batch_size", "pairs_per_problem", "pairing",
+                        "max_length",
                         "l2_coeff", "weight_decay", "adam_epsilon", "max_grad_norm", "seed", "precision",
                         "gradient_checkpointing", "save_steps", "keep_checkpoints", "eval_every", "force"]))
 def train_command(

@@ -27,7 +27,7 @@ from mucode.verifier.data import (
 from mucode.verifier.evaluate import EVALUATION_FILE, SCORES_FILE, evaluate_runs, score_rollouts, score_runs
 from mucode.verifier.metrics import auroc, pairwise_accuracy, selection_accuracy, verifier_metrics
 from mucode.verifier.model import INFO_FILE, VERIFIER_FORMAT, InputFormat, Verifier, load_backbone, read_info
-from mucode.verifier.train import TrainResult, bce_loss, bt_loss, train_verifier
+from mucode.verifier.train import TrainResult, all_pairs_bt_loss, bce_loss, bt_loss, train_verifier
 
 __all__ = [
     "EVALUATION_FILE",
@@ -43,6 +43,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "Verifier",
+    "all_pairs_bt_loss",
     "auroc",
     "bce_loss",
     "bt_loss",

@@ -23,7 +23,7 @@ from typing import Any
 
 from mucode.backends.base import derive_seed
 from mucode.env import echoes_placeholder
-from mucode.errors import ConfigError, DataError
+from mucode.errors import ConfigError, DataError, check_positive
 from mucode.jobs import PAIRS_PER_PROBLEM
 from mucode.records import ROLLOUT_FORMAT, TRAJECTORIES_FILE, Trajectory, read_trajectories
 from mucode.runs import CONFIG_FILE, file_sha256, read_json
@@ -63,6 +63,19 @@ class Pair:
 
     chosen: Example
     rejected: Example
+
+
+@dataclass(frozen=True, slots=True)
+class ProblemCodes:
+    """The distinct codes of one problem in one run, split by label: a BT item under ``pairing = "all"``, whose
+    loss is the mean over every (positive, negative) pair of them."""
+
+    positives: tuple[Example, ...]
+    negatives: tuple[Example, ...]
+
+    @property
+    def pairs(self) -> int:
+        return len(self.positives) * len(self.negatives)
 
 
 @dataclass(frozen=True)
@@ -179,14 +192,53 @@ def make_pairs(examples: Iterable[Example], pairs_per_problem: int = PAIRS_PER_P
     return pairs
 
 
-def data_summary(examples: Sequence[Example], pairs: Sequence[Pair] | None = None) -> dict[str, int]:
-    """Counts a training run records: examples, positives, problems, problems with both labels, pairs."""
+def problem_sets(examples: Iterable[Example], max_codes: int = 16, seed: int = 1) -> list[ProblemCodes]:
+    """One `ProblemCodes` per (run, problem) with both labels: its distinct codes (by text), at most
+    ``max_codes`` of them, the rest dropped at random (seeded by (seed, task id, the run's position)) keeping at
+    least one code of each label.
+
+    The reference's loss, 32 pairs drawn uniformly with replacement, is an unbiased estimate of the mean loss over
+    every (positive, negative) pair of the problem; computing that mean exactly needs one forward and backward
+    pass per distinct code instead of two per drawn pair (64 for 32 pairs), so it costs several times less and
+    has no sampling noise. Each problem still weighs the same, as with 32 pairs each.
+    """
+    check_positive("max_codes", max_codes)
+    sets: list[ProblemCodes] = []
+    by_run: dict[str, list[Example]] = {}
+    for example in examples:
+        by_run.setdefault(example.run, []).append(example)
+    for position, run_examples in enumerate(by_run.values()):
+        for task_id, group in group_by_problem(run_examples).items():
+            distinct = list({example.code: example for example in group}.values())
+            positives = [example for example in distinct if example.label]
+            negatives = [example for example in distinct if not example.label]
+            if not positives or not negatives:
+                continue
+            if len(distinct) > max_codes:
+                rng = random.Random(derive_seed(seed, "verifier-codes", task_id, position))
+                kept = [rng.choice(positives), rng.choice(negatives)]
+                rest = [example for example in distinct if example not in kept]
+                kept += rng.sample(rest, max_codes - 2)
+                positives = [example for example in kept if example.label]
+                negatives = [example for example in kept if not example.label]
+            sets.append(ProblemCodes(tuple(positives), tuple(negatives)))
+    return sets
+
+
+def data_summary(examples: Sequence[Example], pairs: Sequence[Pair] | None = None,
+                 sets: Sequence[ProblemCodes] | None = None) -> dict[str, int]:
+    """Counts a training run records: examples, positives, problems, problems with both labels, and the pairs
+    drawn (``pairs``) or the problem sets and the pairs they hold (``sets``)."""
     groups = group_by_problem(examples)
     both = sum(1 for group in groups.values() if len({example.label for example in group}) == 2)
     summary = {"examples": len(examples), "positives": sum(example.label for example in examples),
                "problems": len(groups), "problems_with_both_labels": both}
     if pairs is not None:
         summary["pairs"] = len(pairs)
+    if sets is not None:
+        summary["problem_sets"] = len(sets)
+        summary["codes"] = sum(len(s.positives) + len(s.negatives) for s in sets)
+        summary["pairs"] = sum(s.pairs for s in sets)
     return summary
 
 

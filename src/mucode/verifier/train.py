@@ -4,6 +4,9 @@ Losses (docs/method.md §4):
 - ``bt``: −mean log σ(r⁺ − r⁻) + λ·mean(R²), the mean of R² taken over the chosen and the rejected scores
   together (λ = ``l2_coeff`` = 1e-3, the reference's ``rm_bt.py``); chosen and rejected run in one forward pass.
 - ``bce``: pointwise ``BCEWithLogits(R, label)`` over every example (the paper's Eq. 2).
+- ``bt`` with ``pairing = "all"``: the BT term averaged over every (correct, incorrect) pair of a problem's
+  distinct codes (`all_pairs_bt_loss`), the exact value of what the reference's 32 sampled pairs estimate; an
+  item is a problem (`mucode.verifier.data.problem_sets`), each code runs once.
 
 Why not TRL's ``RewardTrainer``: its centering term is λ·mean((r⁺ + r⁻)²), which pulls the *sum* of a pair's
 scores to zero rather than every score, and it has no pointwise BCE; both losses are a few lines here.
@@ -49,10 +52,12 @@ from mucode.verifier.curve import CURVE_FILE, HeldoutCurve, curve_summary
 from mucode.verifier.data import (
     Example,
     Pair,
+    ProblemCodes,
     RolloutData,
     data_summary,
     load_rollouts,
     make_pairs,
+    problem_sets,
 )
 from mucode.verifier.model import (
     INFO_FILE,
@@ -88,6 +93,22 @@ def bt_loss(chosen: torch.Tensor, rejected: torch.Tensor, l2_coeff: float) -> to
     """Bradley-Terry: −mean log σ(r⁺ − r⁻) + λ·mean(R²) over the chosen and rejected scores together."""
     scores = torch.cat([chosen, rejected])
     return -F.logsigmoid(chosen - rejected).mean() + l2_coeff * scores.pow(2).mean()
+
+
+def all_pairs_bt_loss(scores: torch.Tensor, labels: torch.Tensor, groups: torch.Tensor,
+                      l2_coeff: float) -> tuple[torch.Tensor, float, int]:
+    """Bradley-Terry over every (positive, negative) pair within each group, each group's mean weighted
+    equally, + λ·mean(R²) over all scores; also the pairs ranked right and the pair count (for the log)."""
+    terms, correct, seen = [], 0.0, 0
+    for group in groups.unique():
+        members = groups == group
+        positive = scores[members & (labels > 0.5)]
+        negative = scores[members & (labels < 0.5)]
+        difference = positive[:, None] - negative[None, :]
+        terms.append(-F.logsigmoid(difference).mean())
+        correct += (difference > 0).float().sum().item()
+        seen += difference.numel()
+    return torch.stack(terms).mean() + l2_coeff * scores.pow(2).mean(), correct, seen
 
 
 def bce_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -130,6 +151,12 @@ def pair_items(pairs: Sequence[Pair], encode: _Encoded) -> list[dict[str, Any]]:
     return [{"chosen": encode(pair.chosen), "rejected": encode(pair.rejected)} for pair in pairs]
 
 
+def set_items(sets: Sequence[ProblemCodes], encode: _Encoded) -> list[dict[str, Any]]:
+    """BT items under ``pairing = "all"``: ``{"codes": [ids, ...], "labels": [1., ..., 0., ...]}``."""
+    return [{"codes": [encode(example) for example in (*item.positives, *item.negatives)],
+             "labels": [1.0] * len(item.positives) + [0.0] * len(item.negatives)} for item in sets]
+
+
 def example_items(examples: Sequence[Example], encode: _Encoded) -> list[dict[str, Any]]:
     """BCE items ``{"ids": ids, "label": 0. or 1.}``."""
     return [{"ids": encode(example), "label": float(example.label)} for example in examples]
@@ -142,6 +169,11 @@ class Collator:
         self.loss, self.pad_id = loss, pad_id
 
     def __call__(self, items: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        if "codes" in items[0]:  # pairing "all": every code of every problem set, with its set's index
+            ids, mask = right_pad([codes for item in items for codes in item["codes"]], self.pad_id, "cpu")
+            return {"input_ids": ids, "attention_mask": mask,
+                    "targets": torch.tensor([label for item in items for label in item["labels"]]),
+                    "groups": torch.tensor([index for index, item in enumerate(items) for _ in item["codes"]])}
         if self.loss == "bt":
             ids, mask = right_pad([item["chosen"] for item in items] + [item["rejected"] for item in items],
                                   self.pad_id, "cpu")
@@ -169,16 +201,18 @@ class VerifierTrainer(Trainer):
                      num_items_in_batch: torch.Tensor | int | None = None) -> Any:
         with autocast(self.bf16, inputs["input_ids"].device):
             scores = sequence_scores(model, inputs["input_ids"], inputs["attention_mask"])
-        if self.loss_name == "bt":
+        if "groups" in inputs:
+            loss, correct, seen = all_pairs_bt_loss(scores, inputs["targets"], inputs["groups"], self.l2_coeff)
+        elif self.loss_name == "bt":
             chosen, rejected = scores.chunk(2)
             loss = bt_loss(chosen, rejected, self.l2_coeff)
-            correct = (chosen > rejected).float().sum().item()
+            correct, seen = (chosen > rejected).float().sum().item(), len(chosen)
         else:
             targets = inputs["targets"]
             loss = bce_loss(scores, targets)
-            correct = ((scores > 0).float() == targets).float().sum().item()
+            correct, seen = ((scores > 0).float() == targets).float().sum().item(), len(scores)
         self._correct += correct
-        self._seen += len(scores) // (2 if self.loss_name == "bt" else 1)
+        self._seen += seen
         return (loss, {"scores": scores}) if return_outputs else loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
@@ -249,7 +283,8 @@ def _fine_tune(config: TrainConfig, model: PreTrainedModel, tokenizer: Any, kept
                ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Full or LoRA fine-tuning with the Trainer, resumed from the last checkpoint in ``checkpoints``: the final
     model (LoRA merged) and the training record (with the checkpoint resumed from)."""
-    items = (pair_items if config.loss == "bt" else example_items)(kept, encode)
+    items = (set_items if config.pairing == "all" else pair_items if config.loss == "bt" else example_items)(
+        kept, encode)
     if config.gradient_checkpointing:  # enabled here: the TrainingArguments field is being renamed
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if config.lora:
@@ -318,6 +353,12 @@ def _heldout(config: TrainConfig, data: RolloutData) -> RolloutData | None:
 def _training_data(config: TrainConfig, data: RolloutData) -> tuple[list[Any], dict[str, Any]]:
     """BT: the pairs; BCE: every example; with the counts verifier.json records. ConfigError when there are none,
     checked before any model is loaded."""
+    if config.pairing == "all":
+        sets = problem_sets(data.examples, seed=config.seed)
+        if not sets:
+            raise ConfigError(f"no training pairs in {', '.join(config.rollouts)}: no problem has both a correct "
+                              "and an incorrect code")
+        return sets, data_summary(data.examples, sets=sets)
     if config.loss == "bt":
         pairs = make_pairs(data.examples, config.pairs_per_problem, config.seed)
         if not pairs:
@@ -339,7 +380,9 @@ def _within_length(config: TrainConfig, selected: Sequence[Pair] | Sequence[Exam
     return kept
 
 
-def _sides(item: Pair | Example) -> tuple[Example, ...]:
+def _sides(item: Pair | ProblemCodes | Example) -> tuple[Example, ...]:
+    if isinstance(item, ProblemCodes):
+        return (*item.positives, *item.negatives)
     return (item.chosen, item.rejected) if isinstance(item, Pair) else (item,)
 
 
