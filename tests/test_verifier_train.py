@@ -27,6 +27,9 @@ from mucode.verifier import (  # noqa: E402
     read_info,
     train_verifier,
 )
+from mucode.verifier.data import problem_sets  # noqa: E402
+from mucode.verifier.model import InputFormat  # noqa: E402
+from mucode.verifier.train import Collator, problem_scores, set_items  # noqa: E402
 from tests.scripted_backend import PROBLEMS  # noqa: E402
 from tests.test_verifier_data import SCRIPT, WRONG, write_run  # noqa: E402
 
@@ -75,20 +78,37 @@ def test_loss_values() -> None:
 
 
 def test_all_pairs_loss_is_the_mean_over_each_problems_pairs() -> None:
-    scores = torch.tensor([2.0, 0.0, 1.0, 3.0, -1.0])
-    labels = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0])
-    groups = torch.tensor([0, 0, 0, 1, 1])  # problem 0: one positive, two negatives; problem 1: one of each
+    first = (torch.tensor([2.0, 0.0, 1.0]), torch.tensor([1.0, 0.0, 0.0]))  # one positive, two negatives
+    second = (torch.tensor([3.0, -1.0]), torch.tensor([1.0, 0.0]))
 
     def term(difference: float) -> float:
         return -math.log(1 / (1 + math.exp(-difference)))
 
-    loss, correct, seen = all_pairs_bt_loss(scores, labels, groups, 1e-3)
-    expected = ((term(2.0) + term(1.0)) / 2 + term(4.0)) / 2 + 1e-3 * float(scores.pow(2).mean())
-    assert loss.item() == pytest.approx(expected, rel=1e-6) and (correct, seen) == (3.0, 3)
+    loss, correct, seen = all_pairs_bt_loss([first, second], 1e-3)
+    mean_square = (4 + 0 + 1 + 9 + 1) / 5
+    assert loss.item() == pytest.approx(((term(2.0) + term(1.0)) / 2 + term(4.0)) / 2 + 1e-3 * mean_square, rel=1e-6)
+    assert (correct, seen) == (3.0, 3)
     # the reference's sampled pairs estimate it: over a problem's every pair, the BT terms average to it
-    chosen, rejected = torch.tensor([2.0, 2.0]), torch.tensor([0.0, 1.0])
-    assert all_pairs_bt_loss(scores[:3], labels[:3], groups[:3], 0.0)[0].item() == pytest.approx(
-        bt_loss(chosen, rejected, 0.0).item())
+    assert all_pairs_bt_loss([first], 0.0)[0].item() == pytest.approx(
+        bt_loss(torch.tensor([2.0, 2.0]), torch.tensor([0.0, 1.0]), 0.0).item())
+
+
+def test_a_problems_shared_prompt_runs_once_with_the_same_scores_and_gradients(run: Path, tiny_qwen2: Path) -> None:
+    model, tokenizer, _ = load_backbone(str(tiny_qwen2), seed=1)
+    encode = InputFormat(tokenizer).encode
+    [item] = set_items(problem_sets(load_rollouts([run]).examples)[:1], lambda e: encode(e.prompt, e.code))
+    gradients = []
+    for share in (True, False):
+        problem = Collator("bt", tokenizer.pad_token_id or 0, share_prefix=share)([item])["problems"][0]
+        assert (problem["prefix"].shape[1] > 10) is share  # the prompt, run once
+        model.zero_grad()
+        scores = problem_scores(model, problem, bf16=False)
+        all_pairs_bt_loss([(scores, problem["targets"])], 1e-3)[0].backward()
+        gradients.append((scores.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    (shared, shared_grads), (plain, plain_grads) = gradients
+    assert torch.allclose(shared, plain, atol=1e-5)
+    assert len(shared_grads) == len(plain_grads) > 0
+    assert all(torch.allclose(a, b, atol=1e-5, rtol=1e-4) for a, b in zip(shared_grads, plain_grads, strict=True))
 
 
 @pytest.mark.parametrize(("loss", "lora", "pairing"), [("bt", False, "sampled"), ("bce", False, "sampled"),

@@ -103,7 +103,7 @@ def last_hidden_states(model: Any, input_ids: torch.Tensor, attention_mask: torc
     ``model`` is a sequence-classification model (or a PEFT model wrapping one). With ``past_key_values`` of
     ``prefix_length`` unpadded tokens, ``input_ids`` are the rows' continuations; padding may be on either side.
     """
-    backbone, _ = _backbone_and_head(model)
+    backbone, _ = backbone_and_head(model)
     batch, width = input_ids.shape
     if prefix_length:
         prefix_mask = torch.ones(batch, prefix_length, dtype=attention_mask.dtype, device=attention_mask.device)
@@ -120,10 +120,10 @@ def last_hidden_states(model: Any, input_ids: torch.Tensor, attention_mask: torc
 
 def scalar_head(model: Any) -> torch.nn.Module:
     """The linear layer that maps the last hidden state to the score (``score`` in transformers)."""
-    return _backbone_and_head(model)[1]
+    return backbone_and_head(model)[1]
 
 
-def _backbone_and_head(model: Any) -> tuple[torch.nn.Module, torch.nn.Module]:
+def backbone_and_head(model: Any) -> tuple[torch.nn.Module, torch.nn.Module]:
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT wraps the model
     head = getattr(inner, "score", None)
     if head is None:
@@ -179,7 +179,7 @@ def safe_pad_id(tokenizer: Any) -> int | None:
 
 def init_head(model: PreTrainedModel, seed: int) -> None:
     """Re-draw the scalar head from N(0, 1/√(H+1)) with its own seeded generator."""
-    _, head = _backbone_and_head(model)
+    _, head = backbone_and_head(model)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         weight = torch.empty(head.weight.shape, dtype=torch.float32).normal_(
@@ -291,13 +291,13 @@ class Verifier:
         rows = self._rows(len(sequences))
         for chunk in length_batches([len(sequence) - shared for sequence in sequences], self.batch_size):
             ids, mask = right_pad([sequences[index][shared:] for index in chunk], self._pad_id, self.device)
-            cache = _repeat_cache(prefix, len(chunk), self.model.config) if prefix else None
+            cache = repeat_cache(prefix, len(chunk), self.model.config) if prefix else None
             rows[chunk] = last_hidden_states(self.model, ids, mask, past_key_values=cache, prefix_length=shared)
         return rows
 
     def _prefill(self, ids: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The key/value tensors of the shared prefix, computed once for the group."""
-        backbone, _ = _backbone_and_head(self.model)
+        backbone, _ = backbone_and_head(self.model)
         cache = DynamicCache(config=self.model.config)
         backbone(input_ids=torch.tensor([ids], device=self.device), use_cache=True, **{CACHE_KEYWORD: cache})
         return [(layer.keys, layer.values) for layer in cache.layers]
@@ -333,7 +333,7 @@ def shared_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
     return length
 
 
-def _repeat_cache(prefix: list[tuple[torch.Tensor, torch.Tensor]], rows: int, config: Any) -> DynamicCache:
+def repeat_cache(prefix: list[tuple[torch.Tensor, torch.Tensor]], rows: int, config: Any) -> DynamicCache:
     """A fresh cache holding the prefix for each of ``rows`` rows (a forward pass appends to its cache)."""
     return DynamicCache(ddp_cache_data=[(keys.expand(rows, -1, -1, -1), values.expand(rows, -1, -1, -1))
                                         for keys, values in prefix], config=config)

@@ -31,10 +31,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from transformers import PreTrainedModel, Trainer, TrainerCallback, set_seed
+from transformers import DynamicCache, PreTrainedModel, Trainer, TrainerCallback, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from mucode.backends.hf import HF_PACKAGES, quiet_peft
+from mucode.backends.hf import CACHE_KEYWORD, HF_PACKAGES, quiet_peft
 from mucode.errors import ConfigError
 from mucode.finetune import (
     autocast,
@@ -64,12 +64,15 @@ from mucode.verifier.model import (
     VERIFIER_FORMAT,
     InputFormat,
     Verifier,
+    backbone_and_head,
     load_backbone,
     read_info,
+    repeat_cache,
     right_pad,
     save_verifier,
     scalar_head,
     sequence_scores,
+    shared_prefix_length,
 )
 from mucode.verifier.probe import FEATURES_FILE, compute_features, fit_head
 
@@ -95,20 +98,18 @@ def bt_loss(chosen: torch.Tensor, rejected: torch.Tensor, l2_coeff: float) -> to
     return -F.logsigmoid(chosen - rejected).mean() + l2_coeff * scores.pow(2).mean()
 
 
-def all_pairs_bt_loss(scores: torch.Tensor, labels: torch.Tensor, groups: torch.Tensor,
+def all_pairs_bt_loss(problems: Sequence[tuple[torch.Tensor, torch.Tensor]],
                       l2_coeff: float) -> tuple[torch.Tensor, float, int]:
-    """Bradley-Terry over every (positive, negative) pair within each group, each group's mean weighted
-    equally, + λ·mean(R²) over all scores; also the pairs ranked right and the pair count (for the log)."""
+    """Bradley-Terry over every (positive, negative) pair of each problem's (scores, labels), each problem's
+    mean weighted equally, + λ·mean(R²) over all scores; also the pairs ranked right and the pair count."""
     terms, correct, seen = [], 0.0, 0
-    for group in groups.unique():
-        members = groups == group
-        positive = scores[members & (labels > 0.5)]
-        negative = scores[members & (labels < 0.5)]
-        difference = positive[:, None] - negative[None, :]
+    for scores, labels in problems:
+        difference = scores[labels > 0.5][:, None] - scores[labels < 0.5][None, :]
         terms.append(-F.logsigmoid(difference).mean())
         correct += (difference > 0).float().sum().item()
         seen += difference.numel()
-    return torch.stack(terms).mean() + l2_coeff * scores.pow(2).mean(), correct, seen
+    every = torch.cat([scores for scores, _ in problems])
+    return torch.stack(terms).mean() + l2_coeff * every.pow(2).mean(), correct, seen
 
 
 def bce_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -163,17 +164,16 @@ def example_items(examples: Sequence[Example], encode: _Encoded) -> list[dict[st
 
 
 class Collator:
-    """Pads a micro-batch on the right. BT: the chosen rows, then the rejected rows, in one batch."""
+    """Pads a micro-batch on the right. BT: the chosen rows, then the rejected rows, in one batch. Problem sets
+    (``pairing = "all"``): one entry per problem, its codes' continuations after their shared prefix (the
+    prompt, run once; none when ``share_prefix`` is off)."""
 
-    def __init__(self, loss: str, pad_id: int) -> None:
-        self.loss, self.pad_id = loss, pad_id
+    def __init__(self, loss: str, pad_id: int, share_prefix: bool = True) -> None:
+        self.loss, self.pad_id, self.share_prefix = loss, pad_id, share_prefix
 
-    def __call__(self, items: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
-        if "codes" in items[0]:  # pairing "all": every code of every problem set, with its set's index
-            ids, mask = right_pad([codes for item in items for codes in item["codes"]], self.pad_id, "cpu")
-            return {"input_ids": ids, "attention_mask": mask,
-                    "targets": torch.tensor([label for item in items for label in item["labels"]]),
-                    "groups": torch.tensor([index for index, item in enumerate(items) for _ in item["codes"]])}
+    def __call__(self, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        if "codes" in items[0]:
+            return {"problems": [self._problem(item) for item in items]}
         if self.loss == "bt":
             ids, mask = right_pad([item["chosen"] for item in items] + [item["rejected"] for item in items],
                                   self.pad_id, "cpu")
@@ -181,6 +181,28 @@ class Collator:
         ids, mask = right_pad([item["ids"] for item in items], self.pad_id, "cpu")
         return {"input_ids": ids, "attention_mask": mask,
                 "targets": torch.tensor([item["label"] for item in items], dtype=torch.float32)}
+
+    def _problem(self, item: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        codes = item["codes"]
+        shared = shared_prefix_length(codes) if self.share_prefix and len(codes) > 1 else 0
+        ids, mask = right_pad([code[shared:] for code in codes], self.pad_id, "cpu")
+        return {"prefix": torch.tensor([codes[0][:shared]], dtype=torch.long), "input_ids": ids,
+                "attention_mask": mask, "targets": torch.tensor(item["labels"])}
+
+
+def problem_scores(model: torch.nn.Module, problem: Mapping[str, torch.Tensor], bf16: bool) -> torch.Tensor:
+    """The scores of one problem's codes (a `Collator` problem entry): the shared prefix runs once, gradients
+    flowing through its keys and values into every code's score, then the codes' continuations as one batch."""
+    ids, mask, prefix = problem["input_ids"], problem["attention_mask"], problem["prefix"]
+    with autocast(bf16, ids.device):
+        if not prefix.shape[1]:
+            return sequence_scores(model, ids, mask)
+        backbone, _ = backbone_and_head(model)
+        cache = DynamicCache(config=backbone.config)
+        backbone(input_ids=prefix, use_cache=True, **{CACHE_KEYWORD: cache})
+        shared = [(layer.keys, layer.values) for layer in cache.layers]
+        return sequence_scores(model, ids, mask, past_key_values=repeat_cache(shared, len(ids), backbone.config),
+                               prefix_length=prefix.shape[1])
 
 
 # -------------------------------------------------------------------------------------------- trainer
@@ -199,11 +221,17 @@ class VerifierTrainer(Trainer):
 
     def compute_loss(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor], return_outputs: bool = False,
                      num_items_in_batch: torch.Tensor | int | None = None) -> Any:
+        if "problems" in inputs:
+            problems = [(problem_scores(model, problem, self.bf16), problem["targets"])
+                        for problem in inputs["problems"]]
+            loss, correct, seen = all_pairs_bt_loss(problems, self.l2_coeff)
+            self._correct += correct
+            self._seen += seen
+            scores = torch.cat([scores for scores, _ in problems])
+            return (loss, {"scores": scores}) if return_outputs else loss
         with autocast(self.bf16, inputs["input_ids"].device):
             scores = sequence_scores(model, inputs["input_ids"], inputs["attention_mask"])
-        if "groups" in inputs:
-            loss, correct, seen = all_pairs_bt_loss(scores, inputs["targets"], inputs["groups"], self.l2_coeff)
-        elif self.loss_name == "bt":
+        if self.loss_name == "bt":
             chosen, rejected = scores.chunk(2)
             loss = bt_loss(chosen, rejected, self.l2_coeff)
             correct, seen = (chosen > rejected).float().sum().item(), len(chosen)
@@ -292,7 +320,8 @@ def _fine_tune(config: TrainConfig, model: PreTrainedModel, tokenizer: Any, kept
     args = training_arguments(config.optimisation(), checkpoints, len(items), config.progress)
     trainer = VerifierTrainer(model=model, args=args,
                               train_dataset=ItemDataset(items),
-                              data_collator=Collator(config.loss, tokenizer.pad_token_id or 0),
+                              data_collator=Collator(config.loss, tokenizer.pad_token_id or 0,
+                                                     share_prefix=not config.gradient_checkpointing),
                               callbacks=list(callbacks), loss_name=config.loss, l2_coeff=config.l2_coeff, bf16=bf16)
     resume = get_last_checkpoint(str(checkpoints))
     with quiet_peft():
