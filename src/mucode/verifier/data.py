@@ -164,6 +164,14 @@ def group_by_problem(examples: Iterable[Example]) -> dict[str, list[Example]]:
     return groups
 
 
+def by_run(examples: Iterable[Example]) -> list[list[Example]]:
+    """The examples of each run (one iteration's rollouts), runs in order of first appearance."""
+    runs: dict[str, list[Example]] = {}
+    for example in examples:
+        runs.setdefault(example.run, []).append(example)
+    return list(runs.values())
+
+
 def make_pairs(examples: Iterable[Example], pairs_per_problem: int = PAIRS_PER_PROBLEM,
                seed: int = 1) -> list[Pair]:
     """``pairs_per_problem`` (positive, negative) pairs per problem *and run*, each side drawn uniformly with
@@ -177,11 +185,8 @@ def make_pairs(examples: Iterable[Example], pairs_per_problem: int = PAIRS_PER_P
     """
     if isinstance(pairs_per_problem, bool) or not isinstance(pairs_per_problem, int) or pairs_per_problem < 1:
         raise ConfigError(f"pairs_per_problem must be an integer >= 1, got {pairs_per_problem!r}")
-    by_run: dict[str, list[Example]] = {}
-    for example in examples:
-        by_run.setdefault(example.run, []).append(example)
     pairs: list[Pair] = []
-    for position, run_examples in enumerate(by_run.values()):
+    for position, run_examples in enumerate(by_run(examples)):
         for task_id, group in group_by_problem(run_examples).items():
             positives = [example for example in group if example.label]
             negatives = [example for example in group if not example.label]
@@ -204,10 +209,7 @@ def problem_sets(examples: Iterable[Example], max_codes: int = 16, seed: int = 1
     """
     check_positive("max_codes", max_codes)
     sets: list[ProblemCodes] = []
-    by_run: dict[str, list[Example]] = {}
-    for example in examples:
-        by_run.setdefault(example.run, []).append(example)
-    for position, run_examples in enumerate(by_run.values()):
+    for position, run_examples in enumerate(by_run(examples)):
         for task_id, group in group_by_problem(run_examples).items():
             distinct = list({example.code: example for example in group}.values())
             positives = [example for example in distinct if example.label]
