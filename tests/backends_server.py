@@ -14,7 +14,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 SERVER_START_SECONDS = 120.0
@@ -29,11 +29,18 @@ def free_port() -> int:
 
 @dataclass(frozen=True)
 class Server:
-    """A running server: where to reach it, the model id it serves, and its log file."""
+    """A running server: where to reach it, the model id it serves, its log file and its process."""
 
     base_url: str
     model: str
     log: Path
+    process: subprocess.Popen | None = field(default=None, compare=False, repr=False)
+
+    def kill(self) -> None:
+        """Stop the server at once, as a crashed or preempted one would (SIGKILL)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
 
 
 @contextmanager
@@ -44,7 +51,7 @@ def llama_cpp_server(model_path: Path, log: Path, *, alias: str = "smollm2", n_c
                "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx)]
     with log.open("wb") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
-    server = Server(base_url=f"http://127.0.0.1:{port}/v1", model=alias, log=log)
+    server = Server(base_url=f"http://127.0.0.1:{port}/v1", model=alias, log=log, process=process)
     try:
         _wait_until_serving(process, server)
         yield server

@@ -9,13 +9,14 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from mucode.backends import SamplingParams, load_backend
 from mucode.backends.base import derive_seed
-from mucode.backends.openai import OpenAIBackend, resolve_base_url
+from mucode.backends.openai import OpenAIBackend, resolve_base_url, resolve_base_urls
 from mucode.errors import BackendError, ConfigError
 from tests.backends_server import Server, free_port, llama_cpp_server
 
@@ -152,7 +153,57 @@ def test_seeds_differ_per_conversation_and_sample_and_fit_in_31_bits() -> None:
     assert derive_seed(0, 1, 2) == derive_seed(0, 1, 2) != derive_seed(1, 1, 2)
 
 
-@pytest.mark.parametrize("option", [{"concurrency": 0}, {"timeout": 0}, {"max_retries": -1}])
+@pytest.mark.parametrize("option", [{"concurrency": 0}, {"timeout": 0}, {"max_retries": -1}, {"cooldown": -1}])
 def test_bad_options_raise_config_error_naming_the_field(option: dict) -> None:
     with pytest.raises(ConfigError, match=next(iter(option))):
         OpenAIBackend("any", base_url="http://localhost/v1", **option)
+
+
+# --------------------------------------------------------------------------------------------- endpoints
+
+
+def test_two_endpoints_share_the_requests_and_a_killed_one_loses_nothing(smollm2_gguf: Path, server: Server,
+                                                                         tmp_path: Path) -> None:
+    """Greedy answers from two replicas, one killed while it holds requests, equal one server's answers, in
+    order: every request the dead server did not finish is sent again to the live one, none twice."""
+    questions = [ask(f"Count from {i} to {i + 5}.") for i in range(10)]
+    params = SamplingParams(temperature=0, max_tokens=24)
+    with OpenAIBackend(server.model, base_url=server.base_url, max_retries=0) as alone:
+        expected = [row[0].text for row in alone.generate(questions, params)]
+    with llama_cpp_server(smollm2_gguf, tmp_path / "second.log") as second, \
+            OpenAIBackend(server.model, base_url=[server.base_url, second.base_url], concurrency=2, max_retries=0,
+                          cooldown=60) as backend:
+        assert backend.model_id == f"openai:{server.base_url},{second.base_url}#{server.model}"
+        warm = backend.generate(questions[:4], params)
+        assert [stats["requests"] for stats in backend.endpoint_stats()] == [2, 2]  # least in flight first
+        assert [row[0].text for row in warm] == expected[:4]
+        with ThreadPoolExecutor(1) as pool:
+            running = pool.submit(backend.generate, questions, params)
+            deadline = time.monotonic() + 60
+            while backend.endpoint_stats()[1]["in_flight"] == 0:
+                assert time.monotonic() < deadline, "the second endpoint never got a request"
+                time.sleep(0.01)
+            second.kill()
+            rows = running.result(timeout=120)
+        assert [row[0].text for row in rows] == expected
+        first, dead = backend.endpoint_stats()
+        assert dead["failures"] >= 1 and dead["down"] and not first["failures"]
+        before = first["requests"]
+        backend.generate(questions[:2], params)  # the dead one is skipped during its cooldown
+        assert backend.endpoint_stats()[0]["requests"] == before + 2
+
+
+def test_every_endpoint_down_is_one_backend_error_naming_each() -> None:
+    urls = [f"http://127.0.0.1:{free_port()}/v1" for _ in range(2)]
+    with OpenAIBackend("any", base_url=",".join(urls), max_retries=0, timeout=5) as backend, \
+            pytest.raises(BackendError, match="every endpoint failed") as raised:
+        backend.generate([ask("hi")], SamplingParams(max_tokens=4))
+    assert all(url in str(raised.value) for url in urls) and "\n" not in str(raised.value)
+
+
+def test_base_urls_split_on_commas_and_refuse_duplicates(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MUCODE_OPENAI_BASE_URL", "http://a/v1, http://b/v1/")
+    assert resolve_base_urls(None) == ["http://a/v1", "http://b/v1"]
+    assert resolve_base_urls(["http://c/v1"]) == ["http://c/v1"]
+    with pytest.raises(ConfigError, match="given twice"):
+        resolve_base_urls("http://a/v1,http://a/v1/")
