@@ -11,6 +11,7 @@ go to ``OUT/checkpoints/runs`` when tensorboard is installed.
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
@@ -29,13 +30,47 @@ from mucode.runs import check_identity, pin_run_dir, progress_enabled
 CHECKPOINTS_DIR = "checkpoints"
 
 
+class Launch:
+    """The processes a job runs in: one, or several started by ``accelerate launch`` / ``torchrun`` (DDP; the
+    Trainer shards the data, averages the gradients and saves checkpoints from the main process only).
+
+    Files outside the Trainer's checkpoints (the run's identity, the finished artefact) are written by the main
+    process alone: `main_first` runs a block there first and then in the others, `wait` is a barrier.
+    """
+
+    def __init__(self) -> None:
+        self.processes = int(os.environ.get("WORLD_SIZE", "1"))
+        if self.processes > 1:
+            from accelerate import PartialState
+
+            self._state: Any = PartialState()  # joins the process group the launcher set up
+        else:
+            self._state = None
+
+    @property
+    def main(self) -> bool:
+        return self._state is None or self._state.is_main_process
+
+    def main_first(self) -> AbstractContextManager[Any]:
+        return self._state.main_process_first() if self._state else nullcontext()
+
+    def wait(self) -> None:
+        if self._state:
+            self._state.wait_for_everyone()
+
+
 def training_arguments(optimisation: Optimisation, checkpoints: Path, items: int,
-                       progress: bool | None) -> TrainingArguments:
-    """TrainingArguments for ``items`` training items, checkpointing into ``checkpoints``."""
+                       progress: bool | None, processes: int = 1) -> TrainingArguments:
+    """TrainingArguments for ``items`` training items, checkpointing into ``checkpoints``. With ``processes``
+    > 1 (DDP) each process accumulates its share, so an optimiser step still sees ``batch_size`` items."""
+    per_step = optimisation.micro_batch_size * processes
+    if optimisation.batch_size % per_step:
+        raise ConfigError(f"batch_size ({optimisation.batch_size}) must be a multiple of micro_batch_size "
+                          f"({optimisation.micro_batch_size}) × processes ({processes})")
     shown = progress_enabled(progress)
     return TrainingArguments(
         output_dir=str(checkpoints), per_device_train_batch_size=optimisation.micro_batch_size,
-        gradient_accumulation_steps=optimisation.batch_size // optimisation.micro_batch_size,
+        gradient_accumulation_steps=optimisation.batch_size // per_step,
         num_train_epochs=optimisation.epochs, learning_rate=optimisation.learning_rate, lr_scheduler_type="linear",
         warmup_steps=0, weight_decay=optimisation.weight_decay, adam_epsilon=optimisation.adam_epsilon,
         max_grad_norm=optimisation.max_grad_norm, optim="adamw_torch", seed=optimisation.seed,

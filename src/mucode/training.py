@@ -51,6 +51,7 @@ from mucode.backends.hf import (
 from mucode.errors import ConfigError, DataError
 from mucode.expert import SFTExample
 from mucode.finetune import (
+    Launch,
     autocast,
     checkpoint_dir,
     drop_checkpoints,
@@ -219,10 +220,14 @@ def train_generator(config: SFTConfig, callbacks: Sequence[TrainerCallback] = ()
     bf16 = use_bf16(config.precision)
     identity = {"format": SFT_FORMAT, "hyperparameters": config.hyperparameters(), "bf16": bf16,
                 "data": _digest(example.key for example in examples)}
-    finished = finished_info(out, INFO_FILE, identity, config.force, read_sft_info, "holds a model fine-tuned with")
+    launch = Launch()
+    force = config.force and launch.main
+    with launch.main_first():
+        finished = finished_info(out, INFO_FILE, identity, force, read_sft_info, "holds a model fine-tuned with")
     if finished is not None:
         return SFTResult(finished, out / MODEL_DIR, trained=False)
-    checkpoints = checkpoint_dir(out, identity, config.force)
+    with launch.main_first():
+        checkpoints = checkpoint_dir(out, identity, force)
     set_seed(config.seed)
     model, tokenizer, base = load_base(config.base)
     items, dropped = encode_examples(examples, ChatEncoder(tokenizer), config.max_length)
@@ -232,10 +237,11 @@ def train_generator(config: SFTConfig, callbacks: Sequence[TrainerCallback] = ()
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if config.lora:
         model = with_lora(model, "CAUSAL_LM", config.lora_rank, config.lora_alpha, config.lora_dropout)
-    arguments = training_arguments(config.optimisation(), checkpoints, len(items), config.progress)
+    arguments = training_arguments(config.optimisation(), checkpoints, len(items), config.progress, launch.processes)
+    snapshots = _snapshots(config, out, tokenizer) if launch.main else []
     trainer = SFTTrainer(model=model, args=arguments,
                          train_dataset=_Items(items), data_collator=Collator(_pad_id(tokenizer)),
-                         callbacks=[*callbacks, *_snapshots(config, out, tokenizer)], bf16=bf16)
+                         callbacks=[*callbacks, *snapshots], bf16=bf16)
     resume = get_last_checkpoint(str(checkpoints))
     with quiet_peft():
         output = trainer.train(resume_from_checkpoint=resume)
@@ -246,9 +252,11 @@ def train_generator(config: SFTConfig, callbacks: Sequence[TrainerCallback] = ()
             "training": {**final_metrics(trainer, output.metrics, ("loss",)), "resumed_from": resume},
             "timings": {"seconds": round(time.time() - started, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")},
             "versions": versions(*HF_PACKAGES)}
-    save_generator(trainer.model, tokenizer, out, info, lora=config.lora)
-    if not config.keep_checkpoints:
-        drop_checkpoints(checkpoints)
+    if launch.main:
+        save_generator(trainer.model, tokenizer, out, info, lora=config.lora)
+        if not config.keep_checkpoints:
+            drop_checkpoints(checkpoints)
+    launch.wait()
     return SFTResult(read_sft_info(out), out / MODEL_DIR, trained=True)
 
 

@@ -37,6 +37,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from mucode.backends.hf import CACHE_KEYWORD, HF_PACKAGES, quiet_peft
 from mucode.errors import ConfigError
 from mucode.finetune import (
+    Launch,
     autocast,
     checkpoint_dir,
     drop_checkpoints,
@@ -268,12 +269,18 @@ def train_verifier(config: TrainConfig, callbacks: Sequence[TrainerCallback] = (
     bf16 = use_bf16(config.precision)
     identity = {"format": VERIFIER_FORMAT, "hyperparameters": config.hyperparameters(), "bf16": bf16,
                 "data": [run.sha256 for run in data.runs]}
-    finished = finished_info(out, INFO_FILE, identity, config.force, read_info, "holds a verifier trained with")
+    launch = Launch()
+    if config.head_only and launch.processes > 1:
+        raise ConfigError("head-only training runs in one process; launch it without accelerate/torchrun")
+    force = config.force and launch.main
+    with launch.main_first():
+        finished = finished_info(out, INFO_FILE, identity, force, read_info, "holds a verifier trained with")
     if finished is not None:
         return TrainResult(finished, Verifier.load(out, dtype="fp32"), trained=False)
     selected, data_info = _training_data(config, data)
-    heldout = _heldout(config, data)
-    checkpoints = checkpoint_dir(out, identity, config.force)
+    heldout = _heldout(config, data) if launch.main else None  # the main process scores the learning curve
+    with launch.main_first():
+        checkpoints = checkpoint_dir(out, identity, force)
     set_seed(config.seed)
     model, tokenizer, ref = load_backbone(config.backbone, seed=config.seed)
     encode = _Encoded(InputFormat(tokenizer))
@@ -287,7 +294,7 @@ def train_verifier(config: TrainConfig, callbacks: Sequence[TrainerCallback] = (
             curve.evaluate(final, step=0)
     else:
         final, training = _fine_tune(config, model, tokenizer, kept, encode, checkpoints, bf16,
-                                     [*callbacks, *([curve] if curve else [])])
+                                     [*callbacks, *([curve] if curve else [])], launch.processes)
     info = {"identity": identity, "backbone": {"name": config.backbone, "model_id": ref.model_id},
             "loss": config.loss, "template": data.template, "hyperparameters": config.hyperparameters(),
             "precision": "bf16" if bf16 else "fp32",
@@ -297,17 +304,19 @@ def train_verifier(config: TrainConfig, callbacks: Sequence[TrainerCallback] = (
             **({"heldout": heldout.fingerprint(), "heldout_curve": curve_summary(curve.points())} if curve else {}),
             "timings": {"seconds": round(time.time() - started, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")},
             "versions": versions(*HF_PACKAGES)}
-    save_verifier(final, tokenizer, out, info)
-    if curve:
-        write_jsonl(out / CURVE_FILE, curve.points())
-    if not config.keep_checkpoints:
-        drop_checkpoints(checkpoints)
-        (checkpoints / FEATURES_FILE).unlink(missing_ok=True)
+    if launch.main:
+        save_verifier(final, tokenizer, out, info)
+        if curve:
+            write_jsonl(out / CURVE_FILE, curve.points())
+        if not config.keep_checkpoints:
+            drop_checkpoints(checkpoints)
+            (checkpoints / FEATURES_FILE).unlink(missing_ok=True)
+    launch.wait()
     return TrainResult(read_info(out), Verifier(final, tokenizer, info, template=data.template), trained=True)
 
 
 def _fine_tune(config: TrainConfig, model: PreTrainedModel, tokenizer: Any, kept: Sequence[Any], encode: _Encoded,
-               checkpoints: Path, bf16: bool, callbacks: Sequence[TrainerCallback]
+               checkpoints: Path, bf16: bool, callbacks: Sequence[TrainerCallback], processes: int = 1
                ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Full or LoRA fine-tuning with the Trainer, resumed from the last checkpoint in ``checkpoints``: the final
     model (LoRA merged) and the training record (with the checkpoint resumed from)."""
@@ -317,7 +326,7 @@ def _fine_tune(config: TrainConfig, model: PreTrainedModel, tokenizer: Any, kept
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if config.lora:
         model = _with_lora(model, config)
-    args = training_arguments(config.optimisation(), checkpoints, len(items), config.progress)
+    args = training_arguments(config.optimisation(), checkpoints, len(items), config.progress, processes)
     trainer = VerifierTrainer(model=model, args=args,
                               train_dataset=ItemDataset(items),
                               data_collator=Collator(config.loss, tokenizer.pad_token_id or 0,

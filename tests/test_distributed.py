@@ -1,0 +1,46 @@
+"""Verifier training under ``accelerate launch`` with 2 CPU processes (DDP over gloo): the same losses as one
+process with the same global batch, files written once, and ``python -m mucode`` as the launched module."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("accelerate")
+
+from tests.test_verifier_data import write_run  # noqa: E402
+
+OPTIONS = ["--loss", "bt", "--epochs", "10", "--batch-size", "8", "--micro-batch-size", "2", "--pairs-per-problem",
+           "8", "--precision", "fp32", "--learning-rate", "1e-3", "--save-steps", "100"]
+LAUNCH = ["-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1", "--mixed_precision",
+          "no", "--dynamo_backend", "no", "--cpu"]
+
+
+def run(args: list[str], log: Path) -> None:
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_CONFIG_FILE": str(log.parent / "none.yaml")}
+    with log.open("wb") as sink:
+        code = subprocess.call([sys.executable, *args], stdout=sink, stderr=subprocess.STDOUT, env=environment,
+                               timeout=600)
+    assert code == 0, log.read_text()[-3000:]
+
+
+def losses(verifier: Path) -> list[float]:
+    return [entry["loss"] for entry in json.loads((verifier / "verifier.json").read_text())["training"]["log_history"]]
+
+
+def test_two_process_ddp_trains_like_one_process_with_the_same_global_batch(tiny_qwen2: Path, tmp_path: Path) -> None:
+    rollouts = write_run(tmp_path / "run")
+    common = ["verifier", "train", "--rollouts", str(rollouts), "--backbone", str(tiny_qwen2), *OPTIONS]
+    run(["-m", "mucode", *common, "--out", str(tmp_path / "one")], tmp_path / "one.log")
+    run([*LAUNCH, "-m", "mucode", *common, "--out", str(tmp_path / "two")], tmp_path / "two.log")
+    one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
+    info = json.loads((tmp_path / "two" / "verifier.json").read_text())
+    assert info["training"]["steps"] == json.loads((tmp_path / "one" / "verifier.json").read_text())["training"]["steps"]
+    assert len(one) == len(two) == 4 and one == pytest.approx(two, rel=1e-3), (one, two)
+    assert not list((tmp_path / "two" / "checkpoints").glob("checkpoint-*"))
