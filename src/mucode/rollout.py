@@ -79,9 +79,14 @@ class RolloutConfig:
     progress: bool | None = None  # None: a progress bar when stderr is a terminal
     #: Keyword options of the backend (e.g. ``{"dtype": "fp32"}`` for hf, ``{"kv_layout": "streams"}`` for llamacpp).
     backend_options: Mapping[str, Any] = field(default_factory=dict)
+    #: A Ray cluster to run on ("local", "auto" or an address; `mucode.cluster`), its backend actors and sandbox
+    #: actors; None: this process only.
+    ray: str | None = None
+    ray_replicas: int = 1
+    ray_sandboxes: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("rollouts", "turns", "max_tokens", "batch_size"):
+        for name in ("rollouts", "turns", "max_tokens", "batch_size", "ray_replicas", "ray_sandboxes"):
             check_positive(name, getattr(self, name))
         check_selection(self.limit, self.workers)
         self.episode()  # EpisodeConfig and SamplingParams validate their own fields
@@ -101,8 +106,9 @@ def rollout(config: RolloutConfig) -> dict[str, Any]:
     all_problems = load_problems(config.dataset, config.split, policy=config.policy)
     problems = select_problems(all_problems, config.limit, config.ids)
     source = dataset_source(config.dataset, config.split, config.policy, all_problems)
-    with load_backend(config.backend, config.model, **config.backend_options) as backend, \
-            open_sandbox(config.workers, dataset_limits(config.dataset)) as sandbox:
+    with open_engines(config.backend, config.model, config.backend_options, config.workers,
+                      dataset_limits(config.dataset), config.ray, config.ray_replicas,
+                      config.ray_sandboxes) as (backend, sandbox):
         return run_rollouts(problems, backend, sandbox, rollouts=config.rollouts, turns=config.turns,
                             params=config.sampling(), template=config.template, stop_on=config.stop_on,
                             grading=config.grading,
@@ -295,6 +301,24 @@ def open_sandbox(workers: int | None = None, limits: Limits | None = None) -> It
         yield sandbox
     finally:
         sandbox.close()
+
+
+@contextmanager
+def open_engines(kind: str, model: str, options: Mapping[str, Any], workers: int | None, limits: Limits,
+                 ray: str | None = None, replicas: int = 1, sandboxes: int = 1) -> Iterator[tuple[Backend, Any]]:
+    """The backend and sandbox a run uses: local ones, or with ``ray`` (an address) actors on a Ray cluster
+    (`mucode.cluster`: ``replicas`` backend actors, ``sandboxes`` sandbox actors of ``workers`` each)."""
+    if ray is None:
+        with load_backend(kind, model, **options) as backend, open_sandbox(workers, limits) as sandbox:
+            yield backend, sandbox
+        return
+    try:
+        from mucode.cluster import ray_engines
+    except ImportError as error:
+        raise ConfigError(f"--ray needs Ray: {error} (install it with `pip install mucode[ray]`)") from None
+    with ray_engines(ray, kind, model, replicas=replicas, sandboxes=sandboxes, backend_options=options,
+                     limits=limits, workers=workers) as engines:
+        yield engines
 
 
 def _isolation(sandbox: SandboxLike) -> str:

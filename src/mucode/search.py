@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mucode import defaults
-from mucode.backends import DEFAULT_BACKEND, Backend, Completion, SamplingParams, load_backend
+from mucode.backends import DEFAULT_BACKEND, Backend, Completion, SamplingParams
 from mucode.backends.base import Request
 from mucode.driver import drive
 from mucode.env import CODE_BLOCK_END, DEFAULT_TEMPLATE, CandidateResult, Episode, EpisodeConfig, SandboxLike
@@ -39,7 +39,7 @@ from mucode.rollout import (
     dataset_source,
     derive_seed,
     group_by_task,
-    open_sandbox,
+    open_engines,
     select_problems,
     success_turn,
     unbatched_warning,
@@ -375,10 +375,15 @@ class EvalConfig:
     backend_options: Mapping[str, Any] = field(default_factory=dict)
     #: How reports name the generator ("Instruct", "μCode (iter 1)"); None: the model name.
     label: str | None = None
+    #: A Ray cluster to run on, its backend and sandbox actors (see `mucode.rollout.RolloutConfig`).
+    ray: str | None = None
+    ray_replicas: int = 1
+    ray_sandboxes: int = 1
 
     def __post_init__(self) -> None:
         check_selection(self.limit, self.workers)
-        check_positive("batch_size", self.batch_size)
+        for name in ("batch_size", "ray_replicas", "ray_sandboxes"):
+            check_positive(name, getattr(self, name))
         if self.verifier is None:
             check_scorer(self.search.selector, None)
 
@@ -392,8 +397,9 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
     source = {"source": dataset_source(config.dataset, config.split, config.policy, all_problems),
               "verifier": config.verifier,
               **({"verifier_dtype": config.verifier_dtype} if config.verifier_dtype != "auto" else {})}
-    with load_backend(config.backend, config.model, **config.backend_options) as backend, \
-            open_sandbox(config.workers, dataset_limits(config.dataset)) as sandbox:
+    with open_engines(config.backend, config.model, config.backend_options, config.workers,
+                      dataset_limits(config.dataset), config.ray, config.ray_replicas,
+                      config.ray_sandboxes) as (backend, sandbox):
         records, throughput = run_searches(problems, backend, sandbox, config.search, out_dir=config.out,
                                            scorer=scorer, identity=source, progress=config.progress,
                                            batch_size=config.batch_size, force=config.force)
@@ -403,7 +409,9 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
                "label": config.label,
                "search": config.search.to_dict(), **source,
                "limit": config.limit, "ids": list(config.ids), "workers": sandbox.workers,
-               "batch_size": config.batch_size, "limits": asdict(sandbox.limits), "isolation": sandbox.isolation}
+               "batch_size": config.batch_size, **({"ray": config.ray} if config.ray else {}),
+               "limits": asdict(sandbox.limits) if sandbox.limits else None,
+               "isolation": getattr(sandbox, "isolation", "ray actors")}
     return write_eval_outputs(Path(config.out), problems, records, run, throughput, config.plot, notes)
 
 

@@ -21,7 +21,8 @@ SEARCH_OPTIONS = ["n", "turns", "selector", "temperature", "top_p", "max_tokens"
 
 @derived((EvalConfig, ["model", "dataset", "backend", "split", "policy"]),
          (SearchConfig, ["searches", *SEARCH_OPTIONS]),
-         (EvalConfig, ["limit", "verifier", "verifier_dtype", "workers", "batch_size", "force", "label"]))
+         (EvalConfig, ["limit", "verifier", "verifier_dtype", "workers", "batch_size", "force", "label", "ray",
+                       "ray_replicas", "ray_sandboxes"]))
 def eval_command(
     out: Annotated[Path, typer.Option(help="Run folder (results.json, samples.jsonl, success_vs_turn.png, "
                                            "searches.jsonl); an existing one with the same config is resumed.")],

@@ -70,6 +70,10 @@ HELP: dict[str, str] = {
     "epochs": "Passes over the training data.",
     "TrainConfig.batch_size": "Pairs (bt) or examples (bce) per optimiser step.",
     "micro_batch_size": "Pairs or examples per forward pass (gradients are accumulated up to --batch-size).",
+    "ray": "Run on a Ray cluster: local (start one here), auto, or its address; backend and sandbox actors "
+           "(docs/scaling.md).",
+    "ray_replicas": "With --ray: backend actors, each holding the model.",
+    "ray_sandboxes": "With --ray: sandbox actors, each running --workers programs at once.",
     "pairs_per_problem": "bt: (correct, incorrect) pairs drawn per problem.",
     "pairing": "bt: sampled (pairs_per_problem drawn per problem, the reference) or all (every pair of a problem's "
                "distinct codes, one pass per code: several times cheaper; batch_size then counts problems).",

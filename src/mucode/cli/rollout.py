@@ -16,7 +16,7 @@ from mucode.rollout import RolloutConfig, rollout
 
 @derived((RolloutConfig, ["model", "dataset", "backend", "split", "policy", "rollouts", "turns", "temperature",
                           "top_p", "max_tokens", "seed", "template", "stop_on", "grading", "stop_at_code_end",
-                          "limit", "workers", "batch_size", "force"]))
+                          "limit", "workers", "batch_size", "force", "ray", "ray_replicas", "ray_sandboxes"]))
 def rollout_command(
     out: Annotated[Path, typer.Option(help="Run folder (config.json, trajectories.jsonl, summary.json); an "
                                            "existing one with the same config is resumed.")],
