@@ -68,7 +68,8 @@ class _BackendActor:
 @dataclass
 class RayBackend(Backend):
     """``replicas`` actors each holding ``load_backend(kind, model, **options)``; ``actor_options`` go to Ray
-    (e.g. ``{"num_gpus": 1}`` for a transformers backend on a GPU node, ``{"num_cpus": 2}``)."""
+    (default ``{"num_cpus": 1}``: one reserved CPU each, so a cluster never holds more actors than it has CPUs
+    for; e.g. ``{"num_gpus": 1}`` for a transformers backend on a GPU node)."""
 
     kind: str = "auto"
     replicas: int = 1
@@ -85,7 +86,8 @@ class RayBackend(Backend):
         self.name, self.model_id = ray.get(self.actors[0].identity.remote())
 
     def _new_actor(self) -> Any:
-        return _BackendActor.options(**self.actor_options).remote(self.kind, self.model, dict(self.options))
+        options = {"num_cpus": 1, **self.actor_options}
+        return _BackendActor.options(**options).remote(self.kind, self.model, dict(self.options))
 
     def generate(self, conversations: Sequence[Conversation], params: SamplingParams,
                  seeds: Sequence[int] | None = None) -> list[list[Completion]]:
@@ -158,7 +160,8 @@ class RaySandbox:
         if actors < 1:
             raise ConfigError(f"ray sandbox: actors must be >= 1, got {actors}")
         self.limits, self.workers = limits, workers
-        self.actor_options = {"max_concurrency": workers or 4, **(actor_options or {})}
+        # No CPU reserved by default: the programs are short and bursty, and the backend actors hold the CPUs
+        self.actor_options = {"max_concurrency": workers or 4, "num_cpus": 0, **(actor_options or {})}
         self.slots = [_SandboxSlot(self._new_actor()) for _ in range(actors)]
         self.replaced = 0
         self.warning: str | None = None
