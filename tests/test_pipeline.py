@@ -23,7 +23,7 @@ pytest.importorskip("transformers")
 from mucode.env import build_prompt  # noqa: E402
 from mucode.errors import ConfigError  # noqa: E402
 from mucode.expert import SFTExample  # noqa: E402
-from mucode.pipeline import STAGE_FILE, load_config, parse_config, train  # noqa: E402
+from mucode.pipeline import STAGE_FILE, load_config, parse_config, pinned_config, train  # noqa: E402
 from mucode.problems.custom import write_custom  # noqa: E402
 from mucode.records import Trajectory, read_trajectories  # noqa: E402
 from mucode.training import SFTConfig, train_generator, write_examples  # noqa: E402
@@ -432,3 +432,17 @@ def test_backend_auto_is_resolved_once_per_run(problems_file: Path, tmp_path: Pa
     assert run.engine == "openvino" and run.engine == "openvino"
     assert calls == [("auto", str(base))]
     assert pipeline.EXPORT_FTYPES[run.engine] == "q8_0" and config.generator.export_ftype is None
+
+
+def test_the_pinned_config_leaves_out_placement_and_options_at_their_old_default(tiny_coder: Path,
+                                                                                problems_file: Path) -> None:
+    good = experiment(tiny_coder, problems_file)
+    local = parse_config(good)
+    on_ray = parse_config({**good, "cluster": {"ray": "local", "replicas": 2, "sandboxes": 3}})
+    assert on_ray.cluster.options() == {"ray": "local", "ray_replicas": 2, "ray_sandboxes": 3}
+    assert pinned_config(on_ray) == pinned_config(local)  # a run resumes on another cluster
+    assert "cluster" not in pinned_config(local) and "pairing" not in pinned_config(local)["verifier"]
+    every_pair = parse_config({**good, "verifier": {**good.get("verifier", {}), "pairing": "all"}})
+    assert pinned_config(every_pair)["verifier"]["pairing"] == "all"
+    with pytest.raises(ConfigError, match="cluster.replicas"):
+        parse_config({**good, "cluster": {"replicas": 0}})

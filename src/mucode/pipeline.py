@@ -208,6 +208,34 @@ class SFTSection(_section("SFTFields", (SFTConfig, ["lora", "lora_rank", "lora_a
                          **self.model_dump(exclude={"init", "select", "validation"}))
 
 
+#: Options added after runs were made, left out of ``pipeline.json``'s config at their default, so those runs
+#: still resume: (section, field) -> default.
+OMITTED_WHEN_DEFAULT = {("verifier", "pairing"): "sampled"}
+
+
+def pinned_config(config: PipelineConfig) -> dict[str, Any]:
+    """The config a run pins (``pipeline.json``): everything but the placement (``cluster``: a resumed run may
+    use another cluster) and the options in `OMITTED_WHEN_DEFAULT` at their default."""
+    pinned = config.model_dump(mode="json", exclude={"cluster"})
+    for (section, name), default in OMITTED_WHEN_DEFAULT.items():
+        if pinned[section].get(name) == default:
+            del pinned[section][name]
+    return pinned
+
+
+class ClusterSection(_Section):
+    """Where the rollouts and evaluations run: this process (``ray`` unset), or a Ray cluster (``"local"``,
+    ``"auto"`` or an address) with ``replicas`` backend actors and ``sandboxes`` sandbox actors
+    (`mucode.cluster`, docs/scaling.md). Placement only: no stage's identity depends on it."""
+
+    ray: str | None = None
+    replicas: int = Field(default=1, ge=1)
+    sandboxes: int = Field(default=1, ge=1)
+
+    def options(self) -> dict[str, Any]:
+        return {"ray": self.ray, "ray_replicas": self.replicas, "ray_sandboxes": self.sandboxes}
+
+
 class PipelineConfig(_Section):
     """A whole experiment (``mucode train --config``). Sections default to the paper's settings."""
 
@@ -226,6 +254,7 @@ class PipelineConfig(_Section):
     expert: ExpertSection = Field(default_factory=ExpertSection)
     sft: SFTSection = Field(default_factory=SFTSection)
     evals: list[EvalSection] = Field(default_factory=list)
+    cluster: ClusterSection = Field(default_factory=ClusterSection)
 
     def model_post_init(self, context: Any) -> None:
         names = [entry.name for entry in self.evals]
@@ -400,7 +429,8 @@ class Pipeline:
         rollout_config = RolloutConfig(
             model=generator.model, dataset=data.dataset, out=str(folder), backend=self.engine, split=data.split,
             policy=data.policy, seed=_iteration_seed(k), limit=data.limit, ids=tuple(data.ids),
-            progress=self.progress, backend_options=self.config.generator.options, **section.model_dump())
+            progress=self.progress, backend_options=self.config.generator.options, **self.config.cluster.options(),
+            **section.model_dump())
 
         def work() -> dict[str, Any]:
             summary = rollout(rollout_config)
@@ -429,8 +459,9 @@ class Pipeline:
             return {"examples": info["data"].get("examples"), "pairs": info["data"].get("pairs"),
                     "steps": info["training"]["steps"], "train_loss": info["training"]["train_loss"]}
 
-        run_stage(Stage(f"iter-{k}/verifier", folder, {"verifier": section.model_dump(),
-                                                        "rollouts": [str(run) for run in runs]},
+        # pairing is left out at its default ("sampled"), so stages trained before the option keep their identity
+        recorded = section.model_dump(exclude={"pairing"} if section.pairing == "sampled" else set())
+        run_stage(Stage(f"iter-{k}/verifier", folder, {"verifier": recorded, "rollouts": [str(run) for run in runs]},
                         work, lambda r: f"{section.loss} on {r['pairs'] or r['examples']} "
                                         f"{'pairs' if r['pairs'] else 'examples'}, {r['steps']} steps, "
                                         f"loss {r['train_loss']:.3f}"), self.log)
@@ -583,7 +614,7 @@ class Pipeline:
                                  backend=self.engine, split=entry.split, policy=entry.policy,
                                  limit=entry.limit, ids=tuple(entry.ids), verifier=str(verifier) if verifier else None,
                                  batch_size=entry.batch_size, progress=self.progress, label=generator.label,
-                                 backend_options=self.config.generator.options)
+                                 backend_options=self.config.generator.options, **self.config.cluster.options())
 
         def work() -> dict[str, Any]:
             metrics = run_eval(eval_config)["metrics"]
@@ -618,7 +649,7 @@ class Pipeline:
 
     def _pin_config(self) -> None:
         """Write ``pipeline.json`` on the first run; later runs must have the same config."""
-        wanted = self.config.model_dump(mode="json")
+        wanted = pinned_config(self.config)
         path = self.out / RUN_FILE
         if path.is_file():
             run = json.loads(path.read_text(encoding="utf-8"))
