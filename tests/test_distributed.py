@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("accelerate")
 
-from tests.test_verifier_data import write_run  # noqa: E402
+from tests.test_verifier_data import write_run
 
 OPTIONS = ["--loss", "bt", "--epochs", "10", "--batch-size", "8", "--micro-batch-size", "2", "--pairs-per-problem",
            "8", "--precision", "fp32", "--learning-rate", "1e-3", "--save-steps", "100"]
@@ -40,7 +40,8 @@ def test_two_process_ddp_trains_like_one_process_with_the_same_global_batch(tiny
     run(["-m", "mucode", *common, "--out", str(tmp_path / "one")], tmp_path / "one.log")
     run([*LAUNCH, "-m", "mucode", *common, "--out", str(tmp_path / "two")], tmp_path / "two.log")
     one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
-    info = json.loads((tmp_path / "two" / "verifier.json").read_text())
-    assert info["training"]["steps"] == json.loads((tmp_path / "one" / "verifier.json").read_text())["training"]["steps"]
+    steps = [json.loads((tmp_path / name / "verifier.json").read_text())["training"]["steps"]
+             for name in ("one", "two")]
+    assert steps[0] == steps[1] == 20  # the global batch is kept: 2 processes take as many steps as one
     assert len(one) == len(two) == 4 and one == pytest.approx(two, rel=1e-3), (one, two)
     assert not list((tmp_path / "two" / "checkpoints").glob("checkpoint-*"))

@@ -444,5 +444,5 @@ def test_the_pinned_config_leaves_out_placement_and_options_at_their_old_default
     assert "cluster" not in pinned_config(local) and "pairing" not in pinned_config(local)["verifier"]
     every_pair = parse_config({**good, "verifier": {**good.get("verifier", {}), "pairing": "all"}})
     assert pinned_config(every_pair)["verifier"]["pairing"] == "all"
-    with pytest.raises(ConfigError, match="cluster.replicas"):
+    with pytest.raises(ConfigError, match=r"cluster\.replicas"):
         parse_config({**good, "cluster": {"replicas": 0}})
