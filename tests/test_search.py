@@ -209,7 +209,7 @@ def test_metrics_on_hand_made_search_records() -> None:
 def dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "problems.jsonl"
     write_custom(PROBLEMS, path)
-    monkeypatch.setattr("mucode.search.load_backend", lambda kind, model: ScriptedBackend(model, SCRIPT))
+    monkeypatch.setattr("mucode.rollout.load_backend", lambda kind, model: ScriptedBackend(model, SCRIPT))
     return path
 
 
@@ -241,7 +241,7 @@ def test_eval_resumes_from_its_search_log(tmp_path: Path, dataset: Path, monkeyp
     lines = log.read_text().splitlines(keepends=True)
     log.write_text("".join(lines[:-1]) + lines[-1][:40])  # the last search lost, its line torn
     backend = ScriptedBackend("m", SCRIPT)
-    monkeypatch.setattr("mucode.search.load_backend", lambda kind, model: backend)
+    monkeypatch.setattr("mucode.rollout.load_backend", lambda kind, model: backend)
     second = run_eval(config)
     assert backend.calls and all(size == 1 for size, _, _ in backend.calls)
     assert ([essence(SearchRecord.from_dict(r)) for r in second["searches"]]
