@@ -195,6 +195,7 @@ def test_the_learning_curve_scores_held_out_runs_every_n_items_and_keeps_its_poi
     summary = result.info["heldout_curve"]
     assert [row["items"] for row in summary] == [8, 16] and summary[-1]["auroc_real"] == real["auroc"]
     assert result.info["heldout"][0]["path"] == str(heldout)
+    assert (tmp_path / "v" / "curve.png").read_bytes().startswith(b"\x89PNG")
     assert "heldout" not in result.info["hyperparameters"]  # watching the training does not change its identity
     with pytest.raises(ConfigError, match=r"held-out runs share 2 problem\(s\) with the training runs"):
         train_verifier(config(train, tmp_path / "w", tiny_qwen2, heldout=(str(train),)))

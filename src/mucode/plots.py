@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mucode.runs import write_atomic
@@ -22,13 +22,9 @@ def plot_success_vs_turn(metrics: Mapping[str, Any], path: str | os.PathLike[str
     ``metrics`` is `mucode.search.search_metrics`' output. Writes a PNG atomically; returns None, or the
     reason it could not (matplotlib missing).
     """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        from matplotlib import pyplot
-    except ImportError:
-        return "no plot: matplotlib is not installed (pip install matplotlib)"
+    pyplot = _pyplot()
+    if pyplot is None:
+        return NO_MATPLOTLIB
     figure, axes = pyplot.subplots(figsize=(5, 3.6), dpi=120)
     try:
         for offset, (key, label) in zip((-0.04, 0.04), CURVES, strict=True):  # offsets keep the bars apart
@@ -42,10 +38,57 @@ def plot_success_vs_turn(metrics: Mapping[str, Any], path: str | os.PathLike[str
         axes.set_xticks([int(k) for k in metrics["success_within_turns"]])
         axes.grid(alpha=0.3)
         axes.legend(loc="best")
-        figure.tight_layout()
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png")
+        _save(pyplot, figure, path)
     finally:
         pyplot.close(figure)
-    write_atomic(path, buffer.getvalue())
     return None
+
+
+def plot_learning_curve(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str], title: str) -> str | None:
+    """A verifier's held-out AUROC (real code) and sel@4 lead over random (points, 95% interval) against the
+    items trained on; ``rows`` are `mucode.verifier.curve.curve_summary` rows. None, or why there is no plot."""
+    pyplot = _pyplot()
+    if pyplot is None:
+        return NO_MATPLOTLIB
+    figure, (left, right) = pyplot.subplots(1, 2, figsize=(8, 3.4), dpi=120)
+    try:
+        scored = [row for row in rows if row["auroc_real"] is not None]  # None: one class only
+        left.plot([row["items"] for row in scored], [row["auroc_real"] for row in scored], marker="o")
+        left.axhline(0.5, color="grey", linewidth=0.8)
+        left.set(xlabel="items trained on", ylabel="AUROC, real code", title="held-out AUROC")
+        led = [row for row in rows if row["sel4_lead_real"] is not None]  # None: no problem has 4 codes
+        leads = [row["sel4_lead_real"] for row in led]
+        errors = [[lead - row["sel4_lead_real_ci95"][0] for lead, row in zip(leads, led, strict=True)],
+                  [row["sel4_lead_real_ci95"][1] - lead for lead, row in zip(leads, led, strict=True)]]
+        right.errorbar([row["items"] for row in led], leads, yerr=errors, marker="o", capsize=4)
+        right.axhline(0.0, color="grey", linewidth=0.8)
+        right.set(xlabel="items trained on", ylabel="points over random", title="sel@4 lead, real code (95% CI)")
+        for axes in (left, right):
+            axes.grid(alpha=0.3)
+        figure.suptitle(title)
+        _save(pyplot, figure, path)
+    finally:
+        pyplot.close(figure)
+    return None
+
+
+NO_MATPLOTLIB = "no plot: matplotlib is not installed (pip install matplotlib)"
+
+
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend, or None when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib import pyplot
+    except ImportError:
+        return None
+    return pyplot
+
+
+def _save(pyplot: Any, figure: Any, path: str | os.PathLike[str]) -> None:
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    write_atomic(path, buffer.getvalue())

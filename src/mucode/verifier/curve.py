@@ -29,6 +29,8 @@ from mucode.verifier.evaluate import heldout_metrics
 from mucode.verifier.model import Verifier
 
 CURVE_FILE = "curve.jsonl"
+#: The curve drawn (`mucode.plots.plot_learning_curve`), next to the verifier.
+CURVE_PLOT = "curve.png"
 
 
 class HeldoutCurve(TrainerCallback):

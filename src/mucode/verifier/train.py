@@ -48,8 +48,9 @@ from mucode.finetune import (
     with_lora,
 )
 from mucode.jobs import TrainConfig
+from mucode.plots import plot_learning_curve
 from mucode.runs import progress_bar, versions, write_jsonl
-from mucode.verifier.curve import CURVE_FILE, HeldoutCurve, curve_summary
+from mucode.verifier.curve import CURVE_FILE, CURVE_PLOT, HeldoutCurve, curve_summary
 from mucode.verifier.data import (
     Example,
     Pair,
@@ -308,6 +309,7 @@ def train_verifier(config: TrainConfig, callbacks: Sequence[TrainerCallback] = (
         save_verifier(final, tokenizer, out, info)
         if curve:
             write_jsonl(out / CURVE_FILE, curve.points())
+            plot_learning_curve(info["heldout_curve"], out / CURVE_PLOT, f"{config.backbone} ({config.loss})")
         if not config.keep_checkpoints:
             drop_checkpoints(checkpoints)
             (checkpoints / FEATURES_FILE).unlink(missing_ok=True)
