@@ -192,13 +192,12 @@ class RaySandbox:
                 slot.in_flight -= 1
             try:
                 outer.set_result(done.result())
-            except RayActorError as error:
+            except RayActorError:
                 if attempt == MAX_REPLACEMENTS:
                     outer.set_exception(SandboxError(f"ray sandbox: actor died {attempt + 1} times on one job"))
                     return
                 self._replace(slot, actor)
                 self._dispatch(job, outer, attempt + 1)
-                del error
             except BaseException as error:  # the sandbox's own errors reach the caller unchanged
                 outer.set_exception(error)
 
