@@ -188,7 +188,7 @@ def test_the_learning_curve_scores_held_out_runs_every_n_items_and_keeps_its_poi
     assert [json.loads(line)["step"] for line in curve.read_text().splitlines()] == [2]
     result = train_verifier(config(train, tmp_path / "v", tiny_qwen2, **settings))
     points = [json.loads(line) for line in (tmp_path / "v" / "curve.jsonl").read_text().splitlines()]
-    assert [(p["step"], p["items"]) for p in points] == [(2, 8), (4, 16)]  # the end (step 4) is not scored twice
+    assert [(p["step"], p["items"], p["pairs"]) for p in points] == [(2, 8, 8), (4, 16, 16)]  # the end once
     real = points[-1]["metrics"]["real"]
     assert real["examples"] == len(load_rollouts([heldout]).examples) and 0 <= real["auroc"] <= 1
     assert set(points[-1]["metrics"]["first_turn"]["selection"]) == {"1", "2", "4", "8"}
@@ -201,6 +201,17 @@ def test_the_learning_curve_scores_held_out_runs_every_n_items_and_keeps_its_poi
         train_verifier(config(train, tmp_path / "w", tiny_qwen2, heldout=(str(train),)))
     with pytest.raises(ConfigError, match="eval_every needs held-out rollout runs"):
         config(train, tmp_path / "w", tiny_qwen2, eval_every=8)
+
+
+def test_a_pairing_all_curve_counts_the_pairs_its_problem_sets_hold(tiny_qwen2: Path, tmp_path: Path) -> None:
+    inc, neg, half = PROBLEMS
+    train = write_run(tmp_path / "train", problems=[inc, half])
+    heldout = write_run(tmp_path / "heldout", problems=[neg], seed=5, rollouts=8)
+    result = train_verifier(config(train, tmp_path / "v", tiny_qwen2, pairing="all", batch_size=1,
+                                   micro_batch_size=1, epochs=1, heldout=(str(heldout),)))
+    [point] = result.info["heldout_curve"]  # no eval_every: the end only
+    sets, pairs = result.info["data"]["items"], result.info["data"]["pairs"]
+    assert point["items"] == sets < pairs and point["pairs"] == pairs  # one pass over every set: all its pairs
 
 
 def test_rerunning_reuses_the_verifier_and_another_config_needs_force(run: Path, tiny_qwen2: Path,

@@ -46,23 +46,28 @@ def plot_success_vs_turn(metrics: Mapping[str, Any], path: str | os.PathLike[str
 
 def plot_learning_curve(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str], title: str) -> str | None:
     """A verifier's held-out AUROC (real code) and sel@4 lead over random (points, 95% interval) against the
-    items trained on; ``rows`` are `mucode.verifier.curve.curve_summary` rows. None, or why there is no plot."""
+    pairs (BT) or examples (BCE) trained on; ``rows`` are `mucode.verifier.curve.curve_summary` rows. None, or why
+    there is no plot."""
     pyplot = _pyplot()
     if pyplot is None:
         return NO_MATPLOTLIB
     figure, (left, right) = pyplot.subplots(1, 2, figsize=(8, 3.4), dpi=120)
+    def seen(row: Mapping[str, Any]) -> int:
+        return row["items"] if row.get("pairs") is None else row["pairs"]
+
+    unit = "examples" if rows and rows[0].get("pairs") is None else "pairs"
     try:
         scored = [row for row in rows if row["auroc_real"] is not None]  # None: one class only
-        left.plot([row["items"] for row in scored], [row["auroc_real"] for row in scored], marker="o")
+        left.plot([seen(row) for row in scored], [row["auroc_real"] for row in scored], marker="o")
         left.axhline(0.5, color="grey", linewidth=0.8)
-        left.set(xlabel="items trained on", ylabel="AUROC, real code", title="held-out AUROC")
+        left.set(xlabel=f"{unit} trained on", ylabel="AUROC, real code", title="held-out AUROC")
         led = [row for row in rows if row["sel4_lead_real"] is not None]  # None: no problem has 4 codes
         leads = [row["sel4_lead_real"] for row in led]
         errors = [[lead - row["sel4_lead_real_ci95"][0] for lead, row in zip(leads, led, strict=True)],
                   [row["sel4_lead_real_ci95"][1] - lead for lead, row in zip(leads, led, strict=True)]]
-        right.errorbar([row["items"] for row in led], leads, yerr=errors, marker="o", capsize=4)
+        right.errorbar([seen(row) for row in led], leads, yerr=errors, marker="o", capsize=4)
         right.axhline(0.0, color="grey", linewidth=0.8)
-        right.set(xlabel="items trained on", ylabel="points over random", title="sel@4 lead, real code (95% CI)")
+        right.set(xlabel=f"{unit} trained on", ylabel="points over random", title="sel@4 lead, real code (95% CI)")
         for axes in (left, right):
             axes.grid(alpha=0.3)
         figure.suptitle(title)

@@ -9,7 +9,9 @@ is a `RecordLog`, so a killed run keeps its points and a resumed one skips the s
 finished verifier's ``verifier.json`` carries the points as ``heldout_curve``.
 
 The Trainer's shuffled sampler makes the items seen by step s a uniform sample of the training set, so the
-curve reads as "metric after N pairs"; ``epochs`` > 1 revisits them.
+curve reads as "metric after N pairs"; ``epochs`` > 1 revisits them. Under ``pairing = "all"`` an item is a
+problem's set of codes, and a point's ``pairs`` is the expected number of pairs in the items seen (items times
+the mean pairs per item); with drawn pairs it equals ``items``.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class HeldoutCurve(TrainerCallback):
     """Scores ``heldout`` every ``every`` items (0: only at the end) of ``items_per_step`` per optimiser step."""
 
     def __init__(self, heldout: RolloutData, tokenizer: Any, *, every: int, items_per_step: int, total_items: int,
-                 path: Path, bf16: bool) -> None:
+                 path: Path, bf16: bool, pairs_per_item: float | None = None) -> None:
         self.heldout = heldout
         self.tokenizer = tokenizer
         self.every = every
@@ -45,6 +47,7 @@ class HeldoutCurve(TrainerCallback):
         self.total_items = total_items
         self.log = RecordLog(path)
         self.bf16 = bf16
+        self.pairs_per_item = pairs_per_item  # None: BCE, whose items are examples
         self.done = {row["step"] for row in self.log.load()}
 
     def items_at(self, step: int) -> int:
@@ -70,7 +73,9 @@ class HeldoutCurve(TrainerCallback):
                 scores = verifier.score_texts([(e.prompt, e.code) for e in self.heldout.examples])
         finally:
             model.train(training)
-        self.log.append([{"step": step, "items": self.items_at(step),
+        items = self.items_at(step)
+        pairs = {} if self.pairs_per_item is None else {"pairs": round(items * self.pairs_per_item)}
+        self.log.append([{"step": step, "items": items, **pairs,
                           "seconds": round(time.perf_counter() - started, 1),
                           "metrics": heldout_metrics(self.heldout, scores)}])
         self.done.add(step)
@@ -85,7 +90,8 @@ def curve_summary(points: Sequence[dict[str, Any]], k: str = "4") -> list[dict[s
     rows = []
     for point in points:
         real, first = point["metrics"]["real"], point["metrics"]["first_turn"]["selection"]
-        rows.append({"step": point["step"], "items": point["items"], "auroc_real": real["auroc"],
+        rows.append({"step": point["step"], "items": point["items"], "pairs": point.get("pairs"),
+                     "auroc_real": real["auroc"],
                      "pairwise_real": real["pairwise_accuracy"]["micro"],
                      f"sel{k}_lead_real": real["selection"][k]["lead"],
                      f"sel{k}_lead_real_ci95": real["selection"][k]["lead_ci95"],

@@ -287,8 +287,8 @@ def train_verifier(config: TrainConfig, callbacks: Sequence[TrainerCallback] = (
     encode = _Encoded(InputFormat(tokenizer))
     kept = _within_length(config, selected, encode)
     curve = HeldoutCurve(heldout, tokenizer, every=config.eval_every, items_per_step=config.batch_size,
-                         total_items=len(kept) * config.epochs, path=checkpoints / CURVE_FILE, bf16=bf16) \
-        if heldout else None
+                         total_items=len(kept) * config.epochs, path=checkpoints / CURVE_FILE, bf16=bf16,
+                         pairs_per_item=_pairs_per_item(config, kept)) if heldout else None
     if config.head_only:
         final, training = _train_head(config, model, tokenizer, kept, checkpoints, bf16, data.template)
         if curve:
@@ -373,6 +373,14 @@ def _head_objective(loss: str, l2_coeff: float, head: torch.nn.Module,
         return bt_loss(chosen, rejected, l2_coeff), (chosen > rejected).float().sum().item()
     scores, labels = head(batch[0]).squeeze(-1), batch[1]
     return bce_loss(scores, labels), ((scores > 0).float() == labels).float().sum().item()
+
+
+def _pairs_per_item(config: TrainConfig, kept: Sequence[Any]) -> float | None:
+    """The pairs one training item holds on average (a problem's set under ``pairing = "all"``, else 1 pair);
+    None for BCE, which trains on examples."""
+    if config.loss != "bt":
+        return None
+    return sum(item.pairs for item in kept) / len(kept) if config.pairing == "all" else 1.0
 
 
 def _heldout(config: TrainConfig, data: RolloutData) -> RolloutData | None:
