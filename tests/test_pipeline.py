@@ -9,6 +9,7 @@ generation, execution (the real sandbox), the verifier, relabelling, SFT and the
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -248,6 +249,35 @@ def test_kill_9_at_several_stages_then_rerun_gives_the_uninterrupted_result(fini
                            str(config_file), "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert_same(artefacts(out), reference)
+
+
+DDP_CPU = Path(__file__).parents[1] / "configs" / "accelerate" / "ddp-cpu.yaml"
+
+
+@pytest.mark.slow
+def test_under_accelerate_launch_both_processes_fine_tune_and_the_other_stages_run_once(finished, tiny_coder: Path,
+                                                                                        problems_file: Path,
+                                                                                        tmp_path: Path) -> None:
+    """``accelerate launch -m mucode train`` with 2 CPU processes: the verifier and SFT train with DDP (the same
+    losses as one process with the same global batch), every other stage runs once in the main process (the
+    same rollouts as a single-process run), and each stage is logged and the summary printed once."""
+    config_file = tmp_path / "toy.toml"
+    config_file.write_text(toml(experiment(tiny_coder, problems_file)))
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(DDP_CPU), "-m",
+                           "mucode", "train", "--config", str(config_file), "--out", str(out)],
+                          capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    logged = [line.removeprefix("mucode train ").split(":")[0] for line in done.stderr.splitlines()
+              if line.startswith("mucode train ")]
+    assert logged == STAGES and done.stdout.count("mucode train: toy") == 1
+    reference = finished[0]
+    assert artefacts(out)["rollouts"][0] == artefacts(reference)["rollouts"][0]
+    for stage, info in [("iter-1/verifier", "verifier.json"), ("iter-1/sft", "sft.json")]:
+        losses = [[entry["loss"] for entry in json.loads((run / stage / info).read_text())["training"]["log_history"]]
+                  for run in (out, reference)]
+        assert losses[0] and losses[0] == pytest.approx(losses[1], rel=1e-3), (stage, losses)
+    assert json.loads((out / "summary.json").read_text())["generators"].keys() == {"base", "iter-1"}
 
 
 def toml(config: dict[str, Any]) -> str:

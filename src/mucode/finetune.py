@@ -11,7 +11,6 @@ go to ``OUT/checkpoints/runs`` when tensorboard is installed.
 from __future__ import annotations
 
 import importlib.util
-import os
 import shutil
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
@@ -28,35 +27,6 @@ from mucode.jobs import Optimisation
 from mucode.runs import check_identity, pin_run_dir, progress_enabled
 
 CHECKPOINTS_DIR = "checkpoints"
-
-
-class Launch:
-    """The processes a job runs in: one, or several started by ``accelerate launch`` / ``torchrun`` (DDP; the
-    Trainer shards the data, averages the gradients and saves checkpoints from the main process only).
-
-    Files outside the Trainer's checkpoints (the run's identity, the finished artefact) are written by the main
-    process alone: `main_first` runs a block there first and then in the others, `wait` is a barrier.
-    """
-
-    def __init__(self) -> None:
-        self.processes = int(os.environ.get("WORLD_SIZE", "1"))
-        if self.processes > 1:
-            from accelerate import PartialState
-
-            self._state: Any = PartialState()  # joins the process group the launcher set up
-        else:
-            self._state = None
-
-    @property
-    def main(self) -> bool:
-        return self._state is None or self._state.is_main_process
-
-    def main_first(self) -> AbstractContextManager[Any]:
-        return self._state.main_process_first() if self._state else nullcontext()
-
-    def wait(self) -> None:
-        if self._state:
-            self._state.wait_for_everyone()
 
 
 def training_arguments(optimisation: Optimisation, checkpoints: Path, items: int,

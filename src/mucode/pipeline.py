@@ -22,6 +22,11 @@ Every stage writes ``stage.json`` (its identity, key numbers, timings, versions)
 finishes; a rerun skips finished stages and resumes the unfinished one (rollouts, searches and training all
 resume from what is on disk), so ``kill -9`` at any moment loses at most the work in flight. The run folder's
 ``pipeline.json`` pins the config: rerunning with another one fails naming the changed fields.
+
+Under ``accelerate launch`` (or ``torchrun``) with several processes, ``accelerate launch -m mucode train ...``,
+the fine-tuning stages (verifier, SFT) train in every process (DDP, `mucode.finetune`); every other stage runs in
+the main process while the others wait for its manifest (files, not a collective, so an hours-long rollout
+stage meets no process-group timeout). Only the main process writes files and logs.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from mucode.errors import ConfigError, MucodeError
 from mucode.evaluate import RESULT_PACKAGES
 from mucode.expert import METHODS, ExpertConfig, build_examples, summarize_examples
 from mucode.jobs import SFTConfig, TrainConfig
+from mucode.launch import Launch
 from mucode.models import DEFAULT_MODEL
 from mucode.problems.mbpp import HUB_PREFIX
 from mucode.records import TRAJECTORIES_FILE, Trajectory, read_trajectories
@@ -70,6 +76,8 @@ METHOD_LABELS = {"instruct": "Instruct", "mucode": "μCode", "mucode-ov": "μCod
                  "rft-multi-hindsight": "Multi-turn RFT (hindsight)", "rft-lv": "RFT_LV"}
 VERIFIER_SELECTORS = frozenset({"lv", "pt+lv"})
 Log = Callable[[str], None]
+#: Seconds between two looks at a stage's manifest by a process waiting for the main one.
+STAGE_POLL_SECONDS = 1.0
 
 
 # ----------------------------------------------------------------------------------------------- config
@@ -330,24 +338,52 @@ class Stage:
     summary: Callable[[Mapping[str, Any]], str]
 
 
-def run_stage(stage: Stage, log: Log) -> dict[str, Any]:
-    """The stage's result: read from its manifest when it already finished, else computed and recorded."""
-    manifest = stage.folder / STAGE_FILE
-    if manifest.is_file():
-        recorded = json.loads(manifest.read_text(encoding="utf-8"))
-        # a field added since the stage ran, with a None default, leaves the identity unchanged
-        if not changed_fields(recorded.get("identity") or {}, json.loads(json.dumps(stage.identity))):
-            log(f"{stage.name}: done earlier · {stage.summary(recorded['result'])}")
-            return recorded["result"]
-        manifest.unlink()  # the inputs changed (an earlier stage was redone): redo this one
+def run_stage(stage: Stage, log: Log, launch: Launch | None = None, *, everywhere: bool = False) -> dict[str, Any]:
+    """The stage's result: read from its manifest when it already finished, else computed and recorded.
+
+    With several processes (``launch``), the main process computes and records; the others wait for its manifest,
+    unless the stage runs ``everywhere`` (fine-tuning: every process trains), in which case they compute with it.
+    """
+    main = launch is None or launch.main
+    if not main and not everywhere:
+        return _wait_for(stage)
+    recorded = _finished(stage, drop_stale=main)
+    if recorded is not None:
+        log(f"{stage.name}: done earlier · {stage.summary(recorded)}")
+        return recorded
     started = time.time()
     result = dict(stage.work())
     seconds = round(time.time() - started, 1)
-    write_json(manifest, {"stage": stage.name, "identity": stage.identity, "result": result,
-                          "timings": {"seconds": seconds, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")},
-                          "versions": versions(*STAGE_PACKAGES)})
-    log(f"{stage.name}: {stage.summary(result)} · {_duration(seconds)}")
+    if main:
+        write_json(stage.folder / STAGE_FILE, {
+            "stage": stage.name, "identity": stage.identity, "result": result,
+            "timings": {"seconds": seconds, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")},
+            "versions": versions(*STAGE_PACKAGES)})
+        log(f"{stage.name}: {stage.summary(result)} · {_duration(seconds)}")
     return result
+
+
+def _finished(stage: Stage, *, drop_stale: bool) -> dict[str, Any] | None:
+    """The recorded result when the stage finished with the same identity; a manifest of other inputs (an earlier
+    stage was redone) is deleted when ``drop_stale``, so the stage is redone."""
+    manifest = stage.folder / STAGE_FILE
+    if not manifest.is_file():
+        return None
+    recorded = json.loads(manifest.read_text(encoding="utf-8"))
+    # a field added since the stage ran, with a None default, leaves the identity unchanged
+    if not changed_fields(recorded.get("identity") or {}, json.loads(json.dumps(stage.identity))):
+        return recorded["result"]
+    if drop_stale:
+        manifest.unlink()
+    return None
+
+
+def _wait_for(stage: Stage) -> dict[str, Any]:
+    """A non-main process: the stage's result once the main process has recorded it. A failing main process
+    ends the launch (the launcher stops every process), so this does not wait forever."""
+    while (recorded := _finished(stage, drop_stale=False)) is None:
+        time.sleep(STAGE_POLL_SECONDS)
+    return recorded
 
 
 def _duration(seconds: float) -> str:
@@ -375,9 +411,12 @@ class Pipeline:
 
     def __init__(self, config: PipelineConfig, out: str | os.PathLike[str], *, config_file: str | os.PathLike[str]
                  | None = None, progress: bool | None = None, log: Log = print) -> None:
-        self.config, self.out, self.progress, self.log = config, Path(out).expanduser(), progress, log
+        self.config, self.out, self.progress = config, Path(out).expanduser(), progress
+        self.launch = Launch()
+        self.log = log if self.launch.main else _quiet  # one line per stage, from the main process
         self.config_file = Path(config_file) if config_file else None
-        self._check_generator()
+        with self.launch.main_first():  # the main process pulls the models, the others then find them
+            self._check_generator()
         self._engine: str | None = None
 
     @property
@@ -395,7 +434,9 @@ class Pipeline:
             return self._run()
 
     def _run(self) -> dict[str, Any]:
-        self._pin_config()
+        with self.launch.main_first():
+            self._pin_config()
+            self.engine  # noqa: B018  (resolves ``auto`` once; the main process first, which caches its choice)
         config, results = self.config, {}
         generator = Generator("base", self.config.generator.base, METHOD_LABELS["instruct"])
         trained: list[Generator] = []
@@ -416,8 +457,12 @@ class Pipeline:
             chose = selection is not None and selection["by"] != "only" and key != "base"
             result["selected"] = key == selection["selected"] if chose else None
         summary = {"format": PIPELINE_FORMAT, "name": config.name, "method": config.method, "generators": results,
-                   "selection": selection, "report": self._report() if config.evals else None}
-        write_json(self.out / "summary.json", summary)
+                   "selection": selection, "report": str(self.out / REPORT_FILE) if config.evals else None}
+        if self.launch.main:
+            if config.evals:
+                self._report()
+            write_json(self.out / "summary.json", summary)
+        self.launch.wait()
         return summary
 
     # ------------------------------------------------------------------------------ per-iteration stages
@@ -438,12 +483,12 @@ class Pipeline:
                     "success": summary.get("success_rate", {}).get("value", 0.0),
                     "generated": summary["run"]["generated"]}
 
-        return run_stage(Stage(f"iter-{k}/rollouts", folder, {"generator": generator.model,
+        return self._stage(Stage(f"iter-{k}/rollouts", folder, {"generator": generator.model,
                                                                "options": self.config.generator.options,
                                                                "rollouts": section.model_dump(),
                                                                "data": data.model_dump(), "seed": _iteration_seed(k)},
                                work, lambda r: f"{r['trajectories']} trajectories on {r['problems']} problems, "
-                                               f"success {r['success']:.1%}"), self.log)
+                                               f"success {r['success']:.1%}"))
 
     def _verifier(self, k: int) -> Path:
         from mucode.verifier import train_verifier
@@ -461,10 +506,10 @@ class Pipeline:
 
         # pairing is left out at its default ("sampled"), so stages trained before the option keep their identity
         recorded = section.model_dump(exclude={"pairing"} if section.pairing == "sampled" else set())
-        run_stage(Stage(f"iter-{k}/verifier", folder, {"verifier": recorded, "rollouts": [str(run) for run in runs]},
+        self._stage(Stage(f"iter-{k}/verifier", folder, {"verifier": recorded, "rollouts": [str(run) for run in runs]},
                         work, lambda r: f"{section.loss} on {r['pairs'] or r['examples']} "
                                         f"{'pairs' if r['pairs'] else 'examples'}, {r['steps']} steps, "
-                                        f"loss {r['train_loss']:.3f}"), self.log)
+                                        f"loss {r['train_loss']:.3f}"), everywhere=True)
         return folder
 
     def _expert(self, k: int, verifier: Path | None) -> Path:
@@ -484,11 +529,11 @@ class Pipeline:
             write_examples(folder / EXAMPLES_FILE, examples)
             return summarize_examples(examples)
 
-        run_stage(Stage(f"iter-{k}/expert", folder, {"expert": self.config.expert.model_dump(),
+        self._stage(Stage(f"iter-{k}/expert", folder, {"expert": self.config.expert.model_dump(),
                                                       "method": self.config.method,
                                                       "rollouts": [str(run) for run in runs],
                                                       "verifier": str(verifier) if verifier else None},
-                        work, lambda r: ", ".join(f"{value} {key}" for key, value in r.items())), self.log)
+                        work, lambda r: ", ".join(f"{value} {key}" for key, value in r.items())))
         return folder
 
     def _train(self, k: int) -> Generator:
@@ -507,9 +552,9 @@ class Pipeline:
             return {"examples": info["data"]["items"], "steps": info["training"]["steps"],
                     "train_loss": info["training"]["train_loss"]}
 
-        run_stage(Stage(f"iter-{k}/sft", folder, {"sft": section.model_dump(), "base": base}, work,
+        self._stage(Stage(f"iter-{k}/sft", folder, {"sft": section.model_dump(), "base": base}, work,
                         lambda r: f"{r['examples']} examples, {r['steps']} steps, loss {r['train_loss']:.3f}"),
-                  self.log)
+                    everywhere=True)
         label = f"{METHOD_LABELS[self.config.method]} (iter {k})"
         if section.select == "validation":
             chosen = self._select(k, folder, label)
@@ -534,9 +579,8 @@ class Pipeline:
             best = max(scored, key=lambda item: (item["success"], item["epoch"]))
             return {**best, "epochs": len(scored)}
 
-        chosen = run_stage(Stage(f"iter-{k}/select", self._iteration(k) / "select", {"candidates": scored}, work,
-                                 lambda r: f"epoch {r['epoch']} of {r['epochs']} ({r['success']:.1%} on validation)"),
-                           self.log)
+        chosen = self._stage(Stage(f"iter-{k}/select", self._iteration(k) / "select", {"candidates": scored}, work,
+                                 lambda r: f"epoch {r['epoch']} of {r['epochs']} ({r['success']:.1%} on validation)"))
         return chosen
 
     def _runnable(self, model: Path, folder: Path, name: str) -> str:
@@ -554,8 +598,8 @@ class Pipeline:
             manifest = export_gguf(model, template, target, ftype=ftype)
             return {"ftype": ftype, "bytes": manifest.get("size"), "sha256": manifest.get("sha256")}
 
-        run_stage(Stage(name, folder, {"model": str(model), "template": str(template), "ftype": ftype},
-                        work, lambda r: f"{r['ftype']} GGUF, {(r['bytes'] or 0) / 2**20:.0f} MiB"), self.log)
+        self._stage(Stage(name, folder, {"model": str(model), "template": str(template), "ftype": ftype},
+                        work, lambda r: f"{r['ftype']} GGUF, {(r['bytes'] or 0) / 2**20:.0f} MiB"))
         return str(target)
 
     # ------------------------------------------------------------------------------------------ selection
@@ -577,7 +621,8 @@ class Pipeline:
                      "candidates": [generator.key for generator in evaluated]}
         from mucode.report import SELECTION_FILE
 
-        write_json(self.out / SELECTION_FILE, selection)  # `mucode report` marks the generators not chosen
+        if self.launch.main:
+            write_json(self.out / SELECTION_FILE, selection)  # `mucode report` marks the generators not chosen
         return selection
 
     def _validation(self, generator: Generator) -> float:
@@ -623,18 +668,21 @@ class Pipeline:
 
         identity = {"generator": generator.model, "options": self.config.generator.options,
                     "eval": entry.model_dump(), "verifier": eval_config.verifier, "label": generator.label}
-        return run_stage(Stage(name, folder, identity, work,
+        return self._stage(Stage(name, folder, identity, work,
                                lambda r: f"success {r['success']:.1%} [{r['ci95'][0]:.1%}, {r['ci95'][1]:.1%}] "
-                                         f"on {r['tasks']} tasks"), self.log)
+                                         f"on {r['tasks']} tasks"))
 
-    def _report(self) -> str:
+    def _report(self) -> None:
         """``report.md`` (+ HTML, JSON, plots) over this run's evaluations; rewritten on every run (cheap)."""
         from mucode.report import ReportConfig, write_report
 
         write_report(ReportConfig(run_dirs=(str(self.out),), out=str(self.out / REPORT_FILE)))
-        return str(self.out / REPORT_FILE)
 
     # ---------------------------------------------------------------------------------------------- helpers
+
+    def _stage(self, stage: Stage, *, everywhere: bool = False) -> dict[str, Any]:
+        """`run_stage` in this run's processes: the fine-tuning stages run ``everywhere`` (DDP)."""
+        return run_stage(stage, self.log, self.launch, everywhere=everywhere)
 
     def _verifier_needed(self) -> bool:
         """Within an iteration: for the expert, or for searching with the generator the iteration started from."""
@@ -696,6 +744,10 @@ class Pipeline:
         if self.config.generator.backend in EXPORT_FTYPES and ref.format != "gguf" and self.config.training_iterations:
             raise ConfigError(f"generator.base {self.config.generator.base!r} is not a GGUF file: fine-tuned "
                               "models are exported to GGUF using the base file as template; use backend = \"hf\"")
+
+
+def _quiet(line: str) -> None:
+    """The log of a process other than the main one: its lines would repeat the main process's."""
 
 
 def _iteration_seed(k: int) -> int:

@@ -51,7 +51,6 @@ from mucode.backends.hf import (
 from mucode.errors import ConfigError, DataError
 from mucode.expert import SFTExample
 from mucode.finetune import (
-    Launch,
     autocast,
     checkpoint_dir,
     drop_checkpoints,
@@ -62,6 +61,7 @@ from mucode.finetune import (
     with_lora,
 )
 from mucode.jobs import SFTConfig
+from mucode.launch import Launch
 from mucode.runs import versions, write_json, write_jsonl
 
 SFT_FORMAT = "mucode.sft/1"

@@ -77,8 +77,8 @@ HELP: dict[str, str] = {
     "pairs_per_problem": "bt: (correct, incorrect) pairs drawn per problem.",
     "pairing": "bt: sampled (pairs_per_problem drawn per problem, the reference) or all (every pair of a problem's "
                "distinct codes, one pass per code: several times cheaper; batch_size then counts problems).",
-    "eval_every": "With --heldout: items (pairs or examples) trained on between held-out evaluations; 0: at the "
-                  "end only.",
+    "eval_every": "With --heldout: items (pairs, examples, or problems under --pairing all) trained on between "
+                  "held-out evaluations; 0: at the end only.",
     "max_length": "Longer inputs (tokens) are left out of training.",
     "l2_coeff": "bt: λ of the λ·mean(R²) term.",
     "weight_decay": "AdamW weight decay.",

@@ -18,10 +18,13 @@ def train_command(
     out: Annotated[Path, typer.Option(help="Run folder; rerunning the same command resumes it.")],
 ) -> None:
     """Expert iteration: rollouts → verifier → relabel → SFT → export → evaluation, then a report."""
+    from mucode.launch import main_process
     from mucode.pipeline import load_config, train
 
     experiment = load_config(config)
     summary = train(experiment, out, config_file=config, log=_log)
+    if not main_process():  # under accelerate launch: the main process prints
+        return
     console.print(summary_table(summary))
     if summary.get("report"):
         console.print(f"report: {summary['report']}")

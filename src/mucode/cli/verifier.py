@@ -39,12 +39,14 @@ def train_command(
     **options: Any,
 ) -> None:
     """Train a verifier on the codes of rollout runs (every code labelled by the oracle)."""
+    from mucode.launch import main_process
     from mucode.verifier.train import train_verifier
 
     config = TrainConfig(rollouts=split_ids(rollouts), out=str(out), heldout=split_ids(heldout) if heldout else (),
                          **options)
     result = train_verifier(config)
-    console.print(train_table(result.info, out, result.trained))
+    if main_process():  # under accelerate launch: the main process prints
+        console.print(train_table(result.info, out, result.trained))
 
 
 @app.command("score")

@@ -37,7 +37,6 @@ from transformers.trainer_utils import get_last_checkpoint
 from mucode.backends.hf import CACHE_KEYWORD, HF_PACKAGES, quiet_peft
 from mucode.errors import ConfigError
 from mucode.finetune import (
-    Launch,
     autocast,
     checkpoint_dir,
     drop_checkpoints,
@@ -48,6 +47,7 @@ from mucode.finetune import (
     with_lora,
 )
 from mucode.jobs import TrainConfig
+from mucode.launch import Launch
 from mucode.plots import plot_learning_curve
 from mucode.runs import progress_bar, versions, write_jsonl
 from mucode.verifier.curve import CURVE_FILE, CURVE_PLOT, HeldoutCurve, curve_summary
