@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,8 +29,8 @@ from mucode.verifier import (  # noqa: E402
     train_verifier,
 )
 from mucode.verifier.data import problem_sets  # noqa: E402
-from mucode.verifier.model import InputFormat  # noqa: E402
-from mucode.verifier.train import Collator, problem_scores, set_items  # noqa: E402
+from mucode.verifier.model import InputFormat, right_pad, sequence_scores  # noqa: E402
+from mucode.verifier.train import CHUNK_TOKENS, Collator, length_chunks, problem_scores, set_items  # noqa: E402
 from tests.scripted_backend import PROBLEMS  # noqa: E402
 from tests.test_verifier_data import SCRIPT, WRONG, write_run  # noqa: E402
 
@@ -93,22 +94,36 @@ def test_all_pairs_loss_is_the_mean_over_each_problems_pairs() -> None:
         bt_loss(torch.tensor([2.0, 2.0]), torch.tensor([0.0, 1.0]), 0.0).item())
 
 
-def test_a_problems_shared_prompt_runs_once_with_the_same_scores_and_gradients(run: Path, tiny_qwen2: Path) -> None:
+def test_a_problems_codes_run_in_chunks_after_a_shared_prompt_with_plain_backpropagations_gradients(
+        run: Path, tiny_qwen2: Path) -> None:
+    """`problem_scores` (prompt once, length-sorted chunks, recomputed in the backward pass) gives the scores and
+    gradients of one plain forward and backward over every full code."""
     model, tokenizer, _ = load_backbone(str(tiny_qwen2), seed=1)
     encode = InputFormat(tokenizer).encode
     [item] = set_items(problem_sets(load_rollouts([run]).examples)[:1], lambda e: encode(e.prompt, e.code))
-    gradients = []
-    for share in (True, False):
-        problem = Collator("bt", tokenizer.pad_token_id or 0, share_prefix=share)([item])["problems"][0]
-        assert (problem["prefix"].shape[1] > 10) is share  # the prompt, run once
+    pad = tokenizer.pad_token_id or 0
+    targets = torch.tensor(item["labels"])
+
+    def backpropagate(scores_of: Any) -> tuple[torch.Tensor, list[torch.Tensor]]:
         model.zero_grad()
-        scores = problem_scores(model, problem, bf16=False)
-        all_pairs_bt_loss([(scores, problem["targets"])], 1e-3)[0].backward()
-        gradients.append((scores.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
-    (shared, shared_grads), (plain, plain_grads) = gradients
-    assert torch.allclose(shared, plain, atol=1e-5)
-    assert len(shared_grads) == len(plain_grads) > 0
-    assert all(torch.allclose(a, b, atol=1e-5, rtol=1e-4) for a, b in zip(shared_grads, plain_grads, strict=True))
+        scores = scores_of()
+        all_pairs_bt_loss([(scores, targets)], 1e-3)[0].backward()
+        return scores.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    plain, plain_grads = backpropagate(lambda: sequence_scores(model, *right_pad(item["codes"], pad, "cpu")))
+    for share, budget in [(True, CHUNK_TOKENS), (False, CHUNK_TOKENS), (True, 1)]:
+        problem = Collator("bt", pad, share_prefix=share, chunk_tokens=budget)([item])["problems"][0]
+        assert (problem["prefix"].shape[1] > 10) is share  # the prompt, run once
+        assert len(problem["chunks"]) == (len(item["codes"]) if budget == 1 else 1)
+        scores, grads = backpropagate(lambda problem=problem: problem_scores(model, problem, bf16=False))
+        assert torch.allclose(scores, plain, atol=1e-5)
+        assert len(grads) == len(plain_grads) > 0
+        assert all(torch.allclose(a, b, atol=1e-5, rtol=1e-4) for a, b in zip(grads, plain_grads, strict=True))
+
+
+def test_length_chunks_sort_by_length_and_keep_each_chunk_within_the_budget() -> None:
+    assert length_chunks([5, 1, 3, 2, 9], 6) == [[1, 3], [2], [0], [4]]  # 2×2; 3×3 > 6, so 3 opens a chunk; …
+    assert length_chunks([4, 4, 4], 100) == [[0, 1, 2]]
 
 
 @pytest.mark.parametrize(("loss", "lora", "pairing"), [("bt", False, "sampled"), ("bce", False, "sampled"),
