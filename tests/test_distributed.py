@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 pytest.importorskip("accelerate")
+from safetensors.torch import load_file  # noqa: E402
 
-from tests.test_verifier_data import write_run
+from tests.test_verifier_data import write_run  # noqa: E402
 
 OPTIONS = ["--loss", "bt", "--epochs", "10", "--batch-size", "8", "--micro-batch-size", "2", "--pairs-per-problem",
            "8", "--precision", "fp32", "--learning-rate", "1e-3", "--save-steps", "100"]
@@ -34,14 +35,22 @@ def losses(verifier: Path) -> list[float]:
     return [entry["loss"] for entry in json.loads((verifier / "verifier.json").read_text())["training"]["log_history"]]
 
 
-def test_two_process_ddp_trains_like_one_process_with_the_same_global_batch(tiny_qwen2: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("pairing", ["sampled", "all"])
+def test_two_process_ddp_trains_like_one_process_with_the_same_global_batch(tiny_qwen2: Path, tmp_path: Path,
+                                                                           pairing: str) -> None:
+    """Drawn pairs, and problem sets (whose chunks run again in the backward pass): the same steps, losses and
+    weights as one process."""
     rollouts = write_run(tmp_path / "run")
-    common = ["verifier", "train", "--rollouts", str(rollouts), "--backbone", str(tiny_qwen2), *OPTIONS]
+    options = OPTIONS if pairing == "sampled" else [*OPTIONS, "--pairing", "all", "--batch-size", "2",
+                                                    "--micro-batch-size", "1"]
+    common = ["verifier", "train", "--rollouts", str(rollouts), "--backbone", str(tiny_qwen2), *options]
     run(["-m", "mucode", *common, "--out", str(tmp_path / "one")], tmp_path / "one.log")
     run([*LAUNCH, "-m", "mucode", *common, "--out", str(tmp_path / "two")], tmp_path / "two.log")
     one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
     steps = [json.loads((tmp_path / name / "verifier.json").read_text())["training"]["steps"]
              for name in ("one", "two")]
-    assert steps[0] == steps[1] == 20  # the global batch is kept: 2 processes take as many steps as one
-    assert len(one) == len(two) == 4 and one == pytest.approx(two, rel=1e-3), (one, two)
+    assert steps[0] == steps[1] == {"sampled": 20, "all": 10}[pairing]  # the global batch is kept
+    assert len(one) == len(two) > 1 and one == pytest.approx(two, rel=1e-3), (one, two)
+    weights = [load_file(tmp_path / name / "model.safetensors") for name in ("one", "two")]
+    assert all(torch.allclose(weights[0][name], weights[1][name], atol=1e-5) for name in weights[0])
     assert not list((tmp_path / "two" / "checkpoints").glob("checkpoint-*"))

@@ -352,9 +352,6 @@ def train_verifier(config: TrainConfig, callbacks: Sequence[TrainerCallback] = (
     launch = Launch()
     if config.head_only and launch.processes > 1:
         raise ConfigError("head-only training runs in one process; launch it without accelerate/torchrun")
-    if config.pairing == "all" and launch.processes > 1:  # its backward pass runs the model outside DDP's hooks
-        raise ConfigError("pairing 'all' trains in one process; launch it without accelerate/torchrun, or use "
-                          "pairing 'sampled'")
     force = config.force and launch.main
     with launch.main_first():
         finished = finished_info(out, INFO_FILE, identity, force, read_info, "holds a verifier trained with")
