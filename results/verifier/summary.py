@@ -6,7 +6,8 @@
 evaluate` on the held-out runs). ``--humaneval``: the folder `benchmarks/paired_eval.py` wrote for the ``pt``
 run (reference) against the ``pt+lv`` run on HumanEval. The sel@4 lead is the verifier's lead over a random pick
 in points on independent first-turn samples of real code (the paper's Fig. 4 setting, docs/verifier.md), with
-its 95% bootstrap interval over problems; AUROC is over every real code of the held-out runs.
+its 95% bootstrap interval over problems; AUROC is over every real code of the held-out runs. The learning
+curve (held-out metrics after each number of training pairs) comes from the verifier's ``verifier.json``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).parent
+#: What summary.json keeps of each learning-curve point (`mucode.verifier.curve.curve_summary`).
+CURVE_KEYS = ("items", "pairs", "auroc_real", "pairwise_real", "sel4_lead_real", "sel4_lead_real_ci95",
+              "sel4_lead_first_turn", "sel4_lead_first_turn_ci95")
 
 
 def training_mode(hyperparameters: dict[str, Any]) -> str:
@@ -35,7 +39,8 @@ def verifier_numbers(folder: Path) -> dict[str, Any]:
             "sel4_problems": at4["problems"], "backbone": info["backbone"]["name"],
             "training": training_mode(info["hyperparameters"]), "loss": info["loss"],
             "pairing": info["hyperparameters"].get("pairing", "sampled"), "pairs": info["data"]["pairs"],
-            "verifier": folder.name}
+            "verifier": folder.name,
+            "learning_curve": [{key: row[key] for key in CURVE_KEYS} for row in info.get("heldout_curve", [])]}
 
 
 def humaneval_numbers(folder: Path) -> dict[str, Any]:
